@@ -1,0 +1,106 @@
+"""Batched, length-sorted, KV-cached summary generation that gives the same tokens as one-at-a-time.
+
+Prompts are token-id lists (see `tokenization.build_prompts`). Each process generates its shard
+(prompt i goes to process i % world_size), rows are left-padded and sorted by length so padding
+stays small, and the shards are gathered back into prompt order, without duplicates, on every process.
+
+Soft prompts are handled without PEFT's prompt-tuning `generate` (wrong on transformers 5.x, and it
+drops position ids): the base model's `generate` receives `inputs_embeds = [virtual tokens; token
+embeddings]` and an attention mask of ones over the virtual tokens followed by the padding mask.
+
+Example:
+    >>> prompts = build_prompts(tokenizer, ["An article ..."], data_args)
+    >>> generate_summaries(model, tokenizer, prompts, GenerationArguments(max_new_tokens=60))
+    ['A summary ...']
+"""
+
+from __future__ import annotations
+
+import torch
+from accelerate import PartialState
+from accelerate.utils import gather_object
+from peft import PeftModel
+from transformers import GenerationConfig
+
+from .config import GenerationArguments
+from .methods import num_virtual_tokens
+from .tokenization import left_pad
+
+
+def generation_config(gen_args: GenerationArguments, tokenizer) -> GenerationConfig:
+    """Deterministic decoding settings (greedy or beam), independent of the model's own defaults."""
+    return GenerationConfig(max_new_tokens=gen_args.max_new_tokens, num_beams=gen_args.num_beams, do_sample=False,
+                            no_repeat_ngram_size=gen_args.no_repeat_ngram_size, pad_token_id=tokenizer.pad_token_id,
+                            eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
+
+
+def cut_at_eos(tokens: list[int], eos_id: int) -> list[int]:
+    """Tokens before the first EOS.
+
+    Example:
+        >>> cut_at_eos([5, 6, 0, 7], eos_id=0)
+        [5, 6]
+    """
+    return tokens[: tokens.index(eos_id)] if eos_id in tokens else tokens
+
+
+def generate_token_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                         config: GenerationConfig) -> list[list[int]]:
+    """New tokens for a left-padded batch, (batch, prompt_len) -> one list per row, EOS and after removed."""
+    virtual = num_virtual_tokens(model)
+    if virtual:
+        base = model.get_base_model()
+        embeds = base.get_input_embeddings()(input_ids)
+        prompt = model.get_prompt(batch_size=input_ids.shape[0]).to(embeds.dtype)
+        mask = torch.cat([attention_mask.new_ones(input_ids.shape[0], virtual), attention_mask], dim=1)
+        new_tokens = base.generate(inputs_embeds=torch.cat([prompt, embeds], dim=1), attention_mask=mask,
+                                   generation_config=config)
+    else:
+        output = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
+        new_tokens = output[:, input_ids.shape[1]:]
+    return [cut_at_eos(row, config.eos_token_id) for row in new_tokens.tolist()]
+
+
+def generate_local(model, tokenizer, prompts: list[list[int]], gen_args: GenerationArguments) -> list[str]:
+    """Generate summaries for `prompts` on this process, in input order."""
+    if not prompts:
+        return []
+    config = generation_config(gen_args, tokenizer)
+    device = next(model.parameters()).device
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
+    results: dict[int, str] = {}
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(order), gen_args.generation_batch_size):
+                batch = order[start:start + gen_args.generation_batch_size]
+                input_ids, mask = left_pad([prompts[i] for i in batch], tokenizer.pad_token_id)
+                tokens = generate_token_batch(model, input_ids.to(device), mask.to(device), config)
+                for index, row in zip(batch, tokens):
+                    results[index] = tokenizer.decode(row, skip_special_tokens=True).strip()
+    finally:
+        model.train(was_training)
+    return [results[i] for i in range(len(prompts))]
+
+
+def generate_summaries(model, tokenizer, prompts: list[list[int]], gen_args: GenerationArguments) -> list[str]:
+    """Shard prompts over processes, generate, gather in prompt order (every process gets the full list)."""
+    state = PartialState()
+    indices = list(range(state.process_index, len(prompts), state.num_processes))
+    local = generate_local(model, tokenizer, [prompts[i] for i in indices], gen_args)
+    pairs = list(zip(indices, local))
+    if state.num_processes > 1:
+        pairs = gather_object(pairs)
+    by_index = dict(pairs)
+    missing = [i for i in range(len(prompts)) if i not in by_index]
+    if missing:
+        raise RuntimeError(f"generation lost prompts {missing[:5]} while gathering across processes")
+    return [by_index[i] for i in range(len(prompts))]
+
+
+def unwrap_peft(model):
+    """The PeftModel or plain model under any DDP/compile wrapper."""
+    while hasattr(model, "module") and not isinstance(model, PeftModel):
+        model = model.module
+    return model

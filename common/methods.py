@@ -1,0 +1,178 @@
+"""One builder per adaptation method, honest parameter counts, and saving/loading what was trained.
+
+- lora:        PEFT LoraConfig adapters; the base model is frozen.
+- soft_prompt: PEFT PromptTuningConfig, `num_virtual_tokens` learned input vectors.
+- finetune:    the last `num_trainable_layers` transformer blocks and the final norm (optionally the LM
+               head, which on tied models such as GPT-Neo is the input embedding matrix).
+- zero_shot:   nothing is trained.
+
+Example:
+    >>> model = build_method("lora", base_model, LoraArguments(r=4), model_args)
+    >>> count_parameters(model).trainable < count_parameters(model).total
+    True
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, PeftModel, PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .config import FinetuneArguments, LoraArguments, ModelArguments, SoftPromptArguments
+
+TRAINED_PARAMS_FILE = "trained_params.safetensors"
+TRAINED_META_FILE = "trained_params.json"
+BLOCK_PATHS = ("transformer.h", "model.layers", "gpt_neox.layers", "transformer.blocks", "model.decoder.layers")
+FINAL_NORM_PATHS = ("transformer.ln_f", "model.norm", "gpt_neox.final_layer_norm", "transformer.norm_f",
+                    "model.decoder.final_layer_norm")
+PROMPT_INIT = {"text": PromptTuningInit.TEXT, "sample_vocab": PromptTuningInit.SAMPLE_VOCAB,
+               "random": PromptTuningInit.RANDOM}
+
+
+@dataclass(frozen=True)
+class ParameterCounts:
+    """Trainable and total parameters, each shared (tied) tensor counted once."""
+
+    trainable: int
+    total: int
+    tied_lm_head: bool
+
+    @property
+    def trainable_percent(self) -> float:
+        return 100.0 * self.trainable / self.total if self.total else 0.0
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "trainable_percent": self.trainable_percent}
+
+
+def lm_head_is_tied(model: nn.Module) -> bool:
+    """True when the output projection shares its weight tensor with the input embeddings."""
+    output, embeddings = model.get_output_embeddings(), model.get_input_embeddings()
+    return output is not None and output.weight.data_ptr() == embeddings.weight.data_ptr()
+
+
+def count_parameters(model: nn.Module) -> ParameterCounts:
+    """Count unique parameter tensors (by storage), so a tied LM head is counted once.
+
+    `tied_lm_head` is True only when the tied head/embedding tensor is itself trainable.
+    """
+    seen, trainable, total = set(), 0, 0
+    for parameter in model.parameters():
+        key = parameter.data_ptr()
+        if key in seen:
+            continue
+        seen.add(key)
+        total += parameter.numel()
+        trainable += parameter.numel() if parameter.requires_grad else 0
+    embeddings = model.get_input_embeddings()
+    tied_trained = lm_head_is_tied(model) and embeddings.weight.requires_grad
+    return ParameterCounts(trainable=trainable, total=total, tied_lm_head=tied_trained)
+
+
+def build_lora(model: nn.Module, args: LoraArguments) -> PeftModel:
+    targets = args.target_modules[0] if list(args.target_modules) == ["all-linear"] else list(args.target_modules)
+    config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=args.r, lora_alpha=args.lora_alpha,
+                        lora_dropout=args.lora_dropout, target_modules=targets)
+    return get_peft_model(model, config)
+
+
+def build_soft_prompt(model: nn.Module, args: SoftPromptArguments, tokenizer_path: str) -> PeftModel:
+    init = PROMPT_INIT[args.prompt_init]
+    text_options = {"prompt_tuning_init_text": args.prompt_init_text, "tokenizer_name_or_path": tokenizer_path}
+    config = PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=args.num_virtual_tokens,
+                                prompt_tuning_init=init, **(text_options if init == PromptTuningInit.TEXT else {}))
+    return get_peft_model(model, config)
+
+
+def transformer_blocks(model: nn.Module) -> nn.ModuleList:
+    """The stack of transformer blocks (GPT-Neo `transformer.h`, Llama `model.layers`, ...)."""
+    return _find_module(model, BLOCK_PATHS, "transformer blocks")
+
+
+def final_norm(model: nn.Module) -> nn.Module:
+    return _find_module(model, FINAL_NORM_PATHS, "final layer norm")
+
+
+def _find_module(model: nn.Module, paths: tuple[str, ...], what: str) -> nn.Module:
+    for path in paths:
+        try:
+            return operator.attrgetter(path)(model)
+        except AttributeError:
+            continue
+    raise ValueError(f"Cannot find the {what} of {type(model).__name__} (looked for {', '.join(paths)})")
+
+
+def build_finetune(model: nn.Module, args: FinetuneArguments) -> nn.Module:
+    """Freeze everything, then unfreeze the last blocks, the final norm and optionally the LM head."""
+    model.requires_grad_(False)
+    blocks = transformer_blocks(model)
+    if args.num_trainable_layers > len(blocks):
+        raise ValueError(f"--num_trainable_layers {args.num_trainable_layers} exceeds the model's {len(blocks)} blocks")
+    for block in list(blocks)[len(blocks) - args.num_trainable_layers:]:
+        block.requires_grad_(True)
+    final_norm(model).requires_grad_(True)
+    if args.train_lm_head:
+        model.get_output_embeddings().requires_grad_(True)
+    return model
+
+
+def build_method(method_name: str, model: nn.Module, method_args, model_args: ModelArguments) -> nn.Module:
+    """Wrap or freeze `model` for `method_name`; returns the model to train."""
+    if method_name == "lora":
+        return build_lora(model, method_args)
+    if method_name == "soft_prompt":
+        return build_soft_prompt(model, method_args, model_args.tokenizer_path)
+    if method_name == "finetune":
+        return build_finetune(model, method_args)
+    if method_name == "zero_shot":
+        return model.requires_grad_(False)
+    raise ValueError(f"Unknown method '{method_name}'; expected lora, soft_prompt, finetune or zero_shot")
+
+
+def num_virtual_tokens(model: nn.Module) -> int:
+    """Virtual tokens a prompt-learning PEFT model prepends to every input (0 for other models)."""
+    if isinstance(model, PeftModel) and model.active_peft_config.is_prompt_learning:
+        return model.active_peft_config.num_virtual_tokens
+    return 0
+
+
+def trained_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The trainable tensors by (first) name, each shared tensor once, contiguous for safetensors."""
+    return {name: p.detach().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def save_trained(model: nn.Module, out_dir: str | Path, method_name: str, base_model: str) -> Path:
+    """Save only what was trained: a PEFT adapter folder, or the trained tensors with a small JSON."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if isinstance(model, PeftModel):
+        model.save_pretrained(out_dir, safe_serialization=True)
+        return out_dir
+    tensors = trained_state_dict(model)
+    save_file(tensors, str(out_dir / TRAINED_PARAMS_FILE), metadata={"format": "pt"})
+    meta = {"method": method_name, "base_model_name_or_path": base_model, "parameters": sorted(tensors)}
+    (out_dir / TRAINED_META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    return out_dir
+
+
+def load_trained(base_model: nn.Module, path: str | Path) -> nn.Module:
+    """Put a saved adapter or trained-tensor folder back onto a freshly loaded base model."""
+    path = Path(path)
+    if (path / "adapter_config.json").is_file():
+        return PeftModel.from_pretrained(base_model, str(path))
+    if (path / TRAINED_PARAMS_FILE).is_file():
+        tensors = load_file(str(path / TRAINED_PARAMS_FILE))
+        missing = set(tensors) - {name for name, _ in base_model.named_parameters()}
+        if missing:
+            raise ValueError(f"{path}: tensors {sorted(missing)[:5]} do not exist in {type(base_model).__name__}; "
+                             "was it trained on another base model?")
+        base_model.load_state_dict(tensors, strict=False)
+        return base_model
+    raise FileNotFoundError(f"{path}: neither a PEFT adapter (adapter_config.json) nor trained tensors "
+                            f"({TRAINED_PARAMS_FILE})")

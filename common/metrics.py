@@ -1,0 +1,72 @@
+"""ROUGE as plain functions over lists of strings, shared by training, evaluate_all.py and tests.
+
+Scores are `rouge_score` F1 x 100 with Porter stemming. ROUGE-Lsum needs one sentence per line,
+so both texts are split into sentences first (a small regex splitter: no nltk download).
+
+Example:
+    >>> rouge_scores(["The cat sat on the mat."], ["The cat sat on a mat."])["rouge1"]
+    83.33...
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from rouge_score import rouge_scorer
+
+ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'\u201d\u2019)\]]*\s+(?=[\"'\u201c\u2018(\[]?[A-Z0-9])")
+_SCORER = None
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split on newlines and on sentence-final punctuation followed by a capitalised word.
+
+    Example:
+        >>> split_sentences("He left. She stayed!\\nThen rain")
+        ['He left.', 'She stayed!', 'Then rain']
+    """
+    sentences = []
+    for line in text.splitlines():
+        sentences.extend(part.strip() for part in _SENTENCE_END.split(line) if part.strip())
+    return sentences
+
+
+def lsum_text(text: str) -> str:
+    """The text with one sentence per line, as ROUGE-Lsum expects."""
+    return "\n".join(split_sentences(text))
+
+
+def _scorer() -> rouge_scorer.RougeScorer:
+    global _SCORER
+    if _SCORER is None:
+        _SCORER = rouge_scorer.RougeScorer(list(ROUGE_KEYS), use_stemmer=True)
+    return _SCORER
+
+
+def clean_prediction(value) -> str:
+    """A prediction as text: NaN, None and non-strings become '' (they score 0)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return value if isinstance(value, str) else str(value)
+
+
+def rouge_per_example(predictions: list[str], references: list[str]) -> list[dict[str, float]]:
+    """F1 x 100 of each key for each (prediction, reference) pair."""
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
+    scores = []
+    for prediction, reference in zip(predictions, references):
+        pred, ref = lsum_text(clean_prediction(prediction)), lsum_text(clean_prediction(reference))
+        result = _scorer().score(ref, pred)
+        scores.append({key: 100.0 * result[key].fmeasure for key in ROUGE_KEYS})
+    return scores
+
+
+def rouge_scores(predictions: list[str], references: list[str]) -> dict[str, float]:
+    """Mean F1 x 100 over the examples for rouge1, rouge2, rougeL and rougeLsum."""
+    per_example = rouge_per_example(predictions, references)
+    if not per_example:
+        return {key: 0.0 for key in ROUGE_KEYS}
+    return {key: sum(s[key] for s in per_example) / len(per_example) for key in ROUGE_KEYS}

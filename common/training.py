@@ -1,0 +1,239 @@
+"""The one training path shared by all methods: load, build, train, generate, score, save.
+
+`run_method(cfg)` is what every `train_*.py` calls. The scripts differ only in `cfg.method_name`
+and the method dataclass; everything else (Trainer setup, the ROUGE callback, test predictions,
+result files) happens here, once.
+
+Example:
+    >>> cfg = parse_run_config("lora", ["--model_name_or_path", "/tmp/tiny", "--train_file", "train.jsonl", ...])
+    >>> summary = run_method(cfg)
+    >>> summary["test_rouge"]["rougeLsum"]
+    12.3
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import PartialState
+from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from .callbacks import GenerateAndScoreCallback
+from .config import RunConfig
+from .data import SPLITS, HubUnreachableError, LOCAL_PATH_HINT, ensure_hub_reachable, load_splits
+from .generation import generate_summaries, unwrap_peft
+from .methods import build_method, count_parameters, num_virtual_tokens, save_trained
+from .metrics import rouge_scores
+from .results import folder_size_bytes, package_versions, peak_memory, write_json, write_predictions_csv
+from .tokenization import IGNORE_INDEX, PaddingCollator, build_prompts, tokenize_for_training
+
+logger = logging.getLogger(__name__)
+ADAPTER_DIR = "adapter"
+PREDICTIONS_FILE = "predictions_test.csv"
+RUN_FILE = "run.json"
+
+
+def from_pretrained_or_explain(loader, name: str, what: str, **kwargs):
+    """`loader.from_pretrained(name)`: a local folder, a cached copy, or the Hub, with a clear error if unreachable."""
+    if Path(name).is_dir():
+        return loader.from_pretrained(name, **kwargs)
+    try:
+        return loader.from_pretrained(name, local_files_only=True, **kwargs)
+    except (OSError, ValueError):
+        pass
+    ensure_hub_reachable(f"{what} '{name}'")
+    try:
+        return loader.from_pretrained(name, **kwargs)
+    except OSError as error:
+        raise HubUnreachableError(f"Could not load {what} '{name}': {error}. {LOCAL_PATH_HINT}") from error
+
+
+def load_tokenizer(model_args):
+    """The tokenizer, with pad = EOS when the model defines no pad token (GPT-Neo, GPT-2)."""
+    tokenizer = from_pretrained_or_explain(AutoTokenizer, model_args.tokenizer_path, "tokenizer")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.eos_token_id is None:
+        raise ValueError(f"tokenizer {model_args.tokenizer_path} has no EOS token; summaries must end with one")
+    return tokenizer
+
+
+def load_base_model(model_args):
+    """The base causal LM in fp32 (mixed precision, if any, comes from --bf16/--fp16 autocast)."""
+    kwargs = {"dtype": torch.float32}
+    if model_args.attn_implementation:
+        kwargs["attn_implementation"] = model_args.attn_implementation
+    return from_pretrained_or_explain(AutoModelForCausalLM, model_args.model_name_or_path, "model", **kwargs)
+
+
+def label_position_loss(model, inputs: dict, virtual_tokens: int = 0, num_items_in_batch=None) -> torch.Tensor:
+    """Causal-LM loss with the LM head computed only where the next token is a label.
+
+    Equal to the usual shifted cross-entropy over all positions (ignored labels contribute nothing),
+    but the (tokens x vocab) logits exist only for summary positions, not for the long prompt.
+    `inputs`: `input_ids`, `attention_mask`, `labels`, each (batch, length). Prompt-learning models
+    prepend `virtual_tokens` positions, which never carry a label.
+    """
+    labels = inputs["labels"]
+    next_labels = labels[:, 1:]
+    keep = next_labels != IGNORE_INDEX
+    position_mask = F.pad(keep, (virtual_tokens, 1), value=False)
+    outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                    logits_to_keep=position_mask)
+    loss = F.cross_entropy(outputs.logits.float(), next_labels[keep], reduction="sum")
+    denominator = num_items_in_batch if num_items_in_batch is not None else keep.sum().clamp(min=1)
+    return loss / denominator
+
+
+class SummarizationTrainer(Trainer):
+    """Trainer whose loss computes logits only at labelled positions (see `label_position_loss`)."""
+
+    loss_is_scaled_for_ga = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model_accepts_loss_kwargs = True  # so the Trainer counts label tokens across accumulation steps
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not self.args.label_position_logits:
+            outputs = model(**inputs)
+            loss = outputs.loss
+            if num_items_in_batch is not None:  # model's mean -> sum over this batch / all accumulated tokens
+                loss = loss * (inputs["labels"][:, 1:] != IGNORE_INDEX).sum() / num_items_in_batch
+            return (loss, outputs) if return_outputs else loss
+        virtual = num_virtual_tokens(unwrap_peft(self.accelerator.unwrap_model(model)))
+        loss = label_position_loss(model, inputs, virtual, num_items_in_batch)
+        if num_items_in_batch is not None and self.args.average_tokens_across_devices and self.args.world_size > 1:
+            loss = loss * self.args.world_size  # DDP averages gradients; num_items_in_batch is the global count
+        return (loss, {"loss": loss}) if return_outputs else loss
+
+
+def resolve_checkpoint(training_args) -> str | None:
+    """`--resume_from_checkpoint PATH`, or 'last'/'true' for the newest checkpoint in output_dir."""
+    value = training_args.resume_from_checkpoint
+    if value is None or str(value).lower() in {"", "false", "none"}:
+        return None
+    if str(value).lower() in {"last", "true"}:
+        last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+        if last is None:
+            raise FileNotFoundError(f"--resume_from_checkpoint {value}: no checkpoint-* folder in "
+                                    f"{training_args.output_dir}")
+        return last
+    if not os.path.isdir(value):
+        raise FileNotFoundError(f"--resume_from_checkpoint {value}: no such checkpoint folder")
+    return value
+
+
+def build_trainer(cfg: RunConfig, model, tokenizer, splits) -> SummarizationTrainer:
+    """The Trainer for any method: tokenized splits, padding collator, ROUGE callback."""
+    train = tokenize_for_training(splits["train"], tokenizer, cfg.data)
+    evaluation = tokenize_for_training(splits["validation"], tokenizer, cfg.data)
+    callbacks = []
+    if cfg.generation.num_eval_generate > 0 and cfg.training.eval_strategy != "no":
+        sample = splits["validation"].select(range(min(cfg.generation.num_eval_generate, len(splits["validation"]))))
+        prompts = build_prompts(tokenizer, sample["article"], cfg.data)
+        callbacks.append(GenerateAndScoreCallback(tokenizer, prompts, list(sample["summary"]), cfg.generation))
+    return SummarizationTrainer(model=model, args=cfg.training, train_dataset=train, eval_dataset=evaluation,
+                                data_collator=PaddingCollator(pad_id=tokenizer.pad_token_id),
+                                processing_class=tokenizer, callbacks=callbacks)
+
+
+def train_model(trainer: SummarizationTrainer, cfg: RunConfig) -> dict:
+    """Train (resuming if asked) and return wall time and throughput."""
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resolve_checkpoint(cfg.training))
+    wall = time.perf_counter() - start
+    tokens = trainer.state.num_input_tokens_seen
+    return {"train_wall_time_s": round(wall, 3), "train_steps": trainer.state.global_step,
+            "train_loss": result.training_loss, "train_tokens": tokens,
+            "train_tokens_per_s": round(tokens / wall, 2) if wall > 0 else None,
+            "best_model_checkpoint": trainer.state.best_model_checkpoint}
+
+
+def predict_test(model, tokenizer, test_split, cfg: RunConfig) -> tuple[list[str], dict]:
+    """Summaries for the test split and the generation throughput."""
+    prompts = build_prompts(tokenizer, test_split["article"], cfg.data)
+    start = time.perf_counter()
+    predictions = generate_summaries(model, tokenizer, prompts, cfg.generation)
+    wall = time.perf_counter() - start
+    generated = sum(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in predictions)
+    return predictions, {"generation_wall_time_s": round(wall, 3), "generated_tokens": generated,
+                         "generation_tokens_per_s": round(generated / wall, 2) if wall > 0 else None}
+
+
+def run_method(cfg: RunConfig) -> dict:
+    """Load, build, train (unless zero-shot), save, predict the test split, write the result files."""
+    set_seed(cfg.training.seed)
+    state = PartialState()
+    out_dir = Path(cfg.training.output_dir)
+    tokenizer = load_tokenizer(cfg.model)
+    needed = ("test",) if cfg.method_name == "zero_shot" else SPLITS
+    splits, counts = load_splits(cfg.data, needed)
+    model = build_method(cfg.method_name, load_base_model(cfg.model), cfg.method, cfg.model)
+    params = count_parameters(model)
+    _log_parameters(cfg.method_name, params)
+    train_stats: dict = {}
+    if cfg.method_name != "zero_shot":
+        trainer = build_trainer(cfg, model, tokenizer, splits)
+        train_stats = train_model(trainer, cfg)
+        model = unwrap_peft(trainer.accelerator.unwrap_model(trainer.model))
+        if state.is_main_process:
+            save_trained(model, out_dir / ADAPTER_DIR, cfg.method_name, cfg.model.model_name_or_path)
+        state.wait_for_everyone()
+    else:
+        model.to(state.device)
+    predictions, gen_stats = predict_test(model, tokenizer, splits["test"], cfg)
+    summary = {}
+    if state.is_main_process:
+        summary = write_results(cfg, splits["test"], predictions, counts, params, train_stats, gen_stats)
+        print(f"Results written to {out_dir.resolve()}: {PREDICTIONS_FILE}, {RUN_FILE}"
+              + (f", {ADAPTER_DIR}/" if cfg.method_name != "zero_shot" else ""), flush=True)
+    state.wait_for_everyone()
+    return summary
+
+
+def write_results(cfg: RunConfig, test_split, predictions, counts, params, train_stats, gen_stats) -> dict:
+    """Write predictions_test.csv and run.json (atomically) and return the run.json payload."""
+    out_dir = Path(cfg.training.output_dir)
+    references = list(test_split["summary"])
+    write_predictions_csv(out_dir / PREDICTIONS_FILE, list(test_split["id"]), list(test_split["article"]),
+                          references, predictions)
+    test_rouge = {k: round(v, 4) for k, v in rouge_scores(predictions, references).items()}
+    payload = {
+        "method": cfg.method_name,
+        "base_model": cfg.model.model_name_or_path,
+        **params.to_dict(),
+        "examples": counts,
+        **train_stats,
+        **gen_stats,
+        "peak_memory": peak_memory(),
+        "saved_size_bytes": folder_size_bytes(out_dir / ADAPTER_DIR),
+        "test_rouge": test_rouge,
+        "test_mean_words": {"predicted": _mean_words(predictions), "reference": _mean_words(references)},
+        "config": cfg.to_dict(),
+        "versions": package_versions(),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    write_json(out_dir / RUN_FILE, payload)
+    print("Test ROUGE: " + ", ".join(f"{k}={v:.2f}" for k, v in test_rouge.items()), flush=True)
+    return payload
+
+
+def _mean_words(texts) -> float:
+    return round(sum(len(t.split()) for t in texts) / len(texts), 2) if len(texts) else math.nan
+
+
+def _log_parameters(method_name: str, params) -> None:
+    tied = " (includes the LM head tied to the input embeddings)" if params.tied_lm_head else ""
+    logger.info("%s: %d trainable of %d parameters (%.4f%%)%s", method_name, params.trainable, params.total,
+                params.trainable_percent, tied)
+    if PartialState().is_main_process:
+        print(f"{method_name}: trainable {params.trainable:,} / total {params.total:,} "
+              f"({params.trainable_percent:.4f}%){tied}", flush=True)

@@ -1,0 +1,22 @@
+"""Fine-tune a causal LM for summarization with LoRA adapters (PEFT).
+
+    python train_lora.py --config configs/tiny/lora.yaml
+    accelerate launch --config_file accelerate_config.yaml train_lora.py --config configs/gpt-neo-125m/lora.yaml
+
+Writes OUTPUT_DIR/adapter (safetensors), OUTPUT_DIR/predictions_test.csv and OUTPUT_DIR/run.json.
+"""
+
+from __future__ import annotations
+
+from common.config import parse_run_config
+from common.training import run_method
+
+METHOD = "lora"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return run_method(parse_run_config(METHOD, argv))
+
+
+if __name__ == "__main__":
+    main()
