@@ -154,7 +154,8 @@ def train_model(trainer: SummarizationTrainer, cfg: RunConfig) -> dict:
     return {"train_wall_time_s": round(wall, 3), "train_steps": trainer.state.global_step,
             "train_loss": result.training_loss, "train_tokens": tokens,
             "train_tokens_per_s": round(tokens / wall, 2) if wall > 0 else None,
-            "best_model_checkpoint": trainer.state.best_model_checkpoint}
+            "best_model_checkpoint": trainer.state.best_model_checkpoint,
+            "log_history": trainer.state.log_history}
 
 
 def predict_test(model, tokenizer, test_split, cfg: RunConfig) -> tuple[list[str], dict]:

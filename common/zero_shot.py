@@ -1,0 +1,22 @@
+"""Zero-shot baseline: the base model, no adaptation, through the same prompt and generation path.
+
+    python -m common.zero_shot --model_name_or_path DIR --test_file test.jsonl --output_dir runs/zero_shot
+
+Writes OUTPUT_DIR/predictions_test.csv and OUTPUT_DIR/run.json like the training scripts (with 0
+trainable parameters and no training time), so evaluate_all.py treats it as one more run.
+"""
+
+from __future__ import annotations
+
+from common.config import parse_run_config
+from common.training import run_method
+
+METHOD = "zero_shot"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    return run_method(parse_run_config(METHOD, argv))
+
+
+if __name__ == "__main__":
+    main()

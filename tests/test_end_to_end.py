@@ -1,0 +1,60 @@
+"""Each script end to end on the tiny model: two steps, fixture rows, every output file checked."""
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT, data_flags
+
+RUN_FIELDS = {"method", "base_model", "trainable", "total", "trainable_percent", "tied_lm_head", "examples",
+              "train_wall_time_s", "train_tokens_per_s", "train_tokens", "peak_memory", "test_rouge", "config",
+              "versions", "generation_tokens_per_s", "saved_size_bytes"}
+SCRIPTS = {"lora": "train_lora", "soft_prompt": "train_soft_prompt", "finetune": "train_finetune"}
+
+
+def quick_flags(model_dir, files, out_dir):
+    return ["--model_name_or_path", str(model_dir), *data_flags(files), "--output_dir", str(out_dir),
+            "--max_steps", "2", "--per_device_train_batch_size", "2", "--max_new_tokens", "6",
+            "--num_eval_generate", "2", "--eval_strategy", "steps", "--eval_steps", "1", "--save_strategy", "no",
+            "--logging_steps", "1"]
+
+
+def check_outputs(out_dir, method, n_test):
+    frame = pd.read_csv(out_dir / "predictions_test.csv", keep_default_na=False)
+    assert list(frame.columns) == ["id", "Article", "Actual Summary", "Predicted Summary"]
+    assert len(frame) == n_test and frame["id"].is_unique
+    run = json.loads((out_dir / "run.json").read_text())
+    assert RUN_FIELDS <= set(run), RUN_FIELDS - set(run)
+    assert run["method"] == method and 0 < run["trainable"] < run["total"]
+    assert run["examples"]["test"]["used"] == n_test and run["train_steps"] == 2
+    assert set(run["test_rouge"]) == {"rouge1", "rouge2", "rougeL", "rougeLsum"}
+    assert not list(out_dir.glob(".*.tmp"))
+    return frame, run
+
+
+@pytest.mark.parametrize("method", ["lora"])
+def test_script_writes_adapter_csv_and_run_json(method, tiny_model_dir, fixture_files, tmp_path):
+    script = importlib.import_module(SCRIPTS[method])
+    out_dir = tmp_path / method
+    script.main(quick_flags(tiny_model_dir, fixture_files, out_dir))
+    _, run = check_outputs(out_dir, method, n_test=4)
+    assert (out_dir / "adapter" / "adapter_model.safetensors").is_file()
+    assert run["saved_size_bytes"] > 0 and run["train_tokens"] > 0
+    assert any("eval_rougeLsum" in entry for entry in json.loads((out_dir / "run.json").read_text())["log_history"])
+
+
+def test_two_processes_write_each_test_row_once(tiny_model_dir, fixture_files, tmp_path):
+    out_dir = tmp_path / "ddp"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               str(ROOT / "train_lora.py"), *quick_flags(tiny_model_dir, fixture_files, out_dir)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    frame, run = check_outputs(out_dir, "lora", n_test=4)
+    assert sorted(frame["id"]) == ["test-00", "test-01", "test-02", "test-03"]

@@ -1,0 +1,121 @@
+"""One body per property, parametrized over the three methods, on the tiny random GPT-Neo."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch.testing import assert_close
+from transformers import AutoModelForCausalLM
+
+from common.config import DataArguments, FinetuneArguments, GenerationArguments, LoraArguments, ModelArguments, \
+    SoftPromptArguments
+from common.generation import generate_local
+from common.methods import build_method, count_parameters, load_trained, save_trained
+from common.tokenization import PaddingCollator, build_prompts, mask_prompt
+from common.training import label_position_loss
+
+METHODS = {
+    "lora": LoraArguments(r=4, lora_alpha=8, lora_dropout=0.0),
+    "soft_prompt": SoftPromptArguments(num_virtual_tokens=5, prompt_init="text", prompt_init_text="Summarize it:"),
+    "finetune": FinetuneArguments(num_trainable_layers=1),
+}
+ARTICLES = ["The council approved the budget on Tuesday after a long debate.",
+            "Police said the driver was taken to hospital.",
+            "Scientists found that the river's water quality improved over the past ten years, officials said."]
+
+
+def is_trained_name(method: str, name: str) -> bool:
+    if method == "lora":
+        return "lora_" in name
+    if method == "soft_prompt":
+        return "prompt_encoder" in name
+    return name.startswith("transformer.h.1.") or name.startswith("transformer.ln_f.")
+
+
+def build(method, tiny_model_dir, args=None):
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    return build_method(method, base, args or METHODS[method], ModelArguments(model_name_or_path=str(tiny_model_dir)))
+
+
+def a_batch(tokenizer):
+    examples = [mask_prompt(tokenizer(a)["input_ids"], tokenizer("Short.")["input_ids"], tokenizer.eos_token_id, 8)
+                for a in ARTICLES]
+    return PaddingCollator(pad_id=tokenizer.eos_token_id)(examples)
+
+
+def train_steps(model, batch, steps=3, lr=1e-2):
+    torch.manual_seed(0)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    model.train()
+    for _ in range(steps):
+        loss = label_position_loss(model, batch, _virtual(model))
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return model.eval()
+
+
+def _virtual(model):
+    from common.methods import num_virtual_tokens
+
+    return num_virtual_tokens(model)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_exactly_the_intended_tensors_train(method, tiny_model_dir):
+    model = build(method, tiny_model_dir)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(is_trained_name(method, n) for n in trainable)
+    assert all(not p.requires_grad for n, p in model.named_parameters() if not is_trained_name(method, n))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_frozen_tensors_unchanged_and_trained_ones_moved(method, tiny_model_dir, tiny_tokenizer):
+    model = build(method, tiny_model_dir)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    train_steps(model, a_batch(tiny_tokenizer))
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            assert not torch.equal(parameter, before[name]), f"{name} did not change"
+        else:
+            assert torch.equal(parameter, before[name]), f"frozen {name} changed"
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_save_reload_gives_identical_logits(method, tiny_model_dir, tiny_tokenizer, tmp_path):
+    model = train_steps(build(method, tiny_model_dir), a_batch(tiny_tokenizer))
+    folder = save_trained(model, tmp_path / "adapter", method, str(tiny_model_dir))
+    reloaded = load_trained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), folder).eval()
+    batch = a_batch(tiny_tokenizer)
+    with torch.no_grad():
+        expected = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        actual = reloaded(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    assert_close(actual, expected, rtol=0, atol=0)
+    saved = {}
+    for file in folder.glob("*.safetensors"):
+        saved.update(load_file(file))
+    assert sum(t.numel() for t in saved.values()) == count_parameters(model).trainable
+    assert "transformer.wte.weight" not in saved and not any("wte" in k for k in saved)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_batched_generation_equals_one_at_a_time(method, tiny_model_dir, tiny_tokenizer):
+    model = train_steps(build(method, tiny_model_dir), a_batch(tiny_tokenizer), lr=5e-2)
+    prompts = build_prompts(tiny_tokenizer, ARTICLES, DataArguments(prompt_template="{article}\nTL;DR:"))
+    assert len({len(p) for p in prompts}) == 3
+    gen = GenerationArguments(max_new_tokens=12, generation_batch_size=3)
+    batched = generate_local(model, tiny_tokenizer, prompts, gen)
+    single = [generate_local(model, tiny_tokenizer, [p], gen)[0] for p in prompts]
+    assert batched == single
+    assert any(text for text in batched)
+
+
+def test_finetune_with_tied_head_trains_embeddings_and_counts_once(tiny_model_dir):
+    model = build("finetune", tiny_model_dir, FinetuneArguments(num_trainable_layers=0, train_lm_head=True))
+    counts = count_parameters(model)
+    embedding = model.get_input_embeddings().weight
+    assert counts.tied_lm_head is True
+    ln_f = sum(p.numel() for p in model.transformer.ln_f.parameters())
+    assert counts.trainable == embedding.numel() + ln_f
+    assert counts.total == sum(p.numel() for p in model.parameters())  # parameters() yields the tied tensor once
