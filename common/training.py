@@ -13,6 +13,8 @@ Example:
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 import math
 import os
@@ -29,6 +31,7 @@ from .callbacks import GenerateAndScoreCallback
 from .config import RunConfig
 from .data import SPLITS, HubUnreachableError, LOCAL_PATH_HINT, ensure_hub_reachable, load_splits
 from .generation import generate_summaries, unwrap_peft
+from .hub import prepare_hub_folder, push_folder
 from .methods import build_method, count_parameters, num_virtual_tokens, save_trained
 from .metrics import rouge_scores
 from .results import folder_size_bytes, package_versions, peak_memory, write_json, write_predictions_csv
@@ -114,6 +117,31 @@ class SummarizationTrainer(Trainer):
             loss = loss * self.args.world_size  # DDP averages gradients; num_items_in_batch is the global count
         return (loss, {"loss": loss}) if return_outputs else loss
 
+    # PEFT refuses to reload a prompt-learning adapter as trainable (load_adapter(is_trainable=True) raises),
+    # which breaks both resuming and load_best_model_at_end; load the prompt tensors in place instead.
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        target = unwrap_peft(model if model is not None else self.model)
+        if num_virtual_tokens(target):
+            return load_prompt_weights(target, resume_from_checkpoint)
+        return super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def _load_best_model(self):
+        target = unwrap_peft(self.model)
+        if num_virtual_tokens(target) and self.state.best_model_checkpoint:
+            return load_prompt_weights(target, self.state.best_model_checkpoint)
+        return super()._load_best_model()
+
+
+def load_prompt_weights(model, checkpoint: str) -> None:
+    """Copy a checkpoint's prompt-tuning tensors into `model` in place (they stay trainable)."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    path = Path(checkpoint) / "adapter_model.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"{checkpoint}: no adapter_model.safetensors to resume the soft prompt from")
+    set_peft_model_state_dict(model, load_file(str(path)))
+
 
 def resolve_checkpoint(training_args) -> str | None:
     """`--resume_from_checkpoint PATH`, or 'last'/'true' for the newest checkpoint in output_dir."""
@@ -140,7 +168,9 @@ def build_trainer(cfg: RunConfig, model, tokenizer, splits) -> SummarizationTrai
         sample = splits["validation"].select(range(min(cfg.generation.num_eval_generate, len(splits["validation"]))))
         prompts = build_prompts(tokenizer, sample["article"], cfg.data)
         callbacks.append(GenerateAndScoreCallback(tokenizer, prompts, list(sample["summary"]), cfg.generation))
-    return SummarizationTrainer(model=model, args=cfg.training, train_dataset=train, eval_dataset=evaluation,
+    # The Trainer's own Hub push would upload every checkpoint; we push one prepared folder at the end.
+    args = dataclasses.replace(cfg.training, push_to_hub=False) if cfg.training.push_to_hub else cfg.training
+    return SummarizationTrainer(model=model, args=args, train_dataset=train, eval_dataset=evaluation,
                                 data_collator=PaddingCollator(pad_id=tokenizer.pad_token_id),
                                 processing_class=tokenizer, callbacks=callbacks)
 
@@ -194,10 +224,43 @@ def run_method(cfg: RunConfig) -> dict:
     summary = {}
     if state.is_main_process:
         summary = write_results(cfg, splits["test"], predictions, counts, params, train_stats, gen_stats)
+        export_extras(cfg, model, tokenizer, summary)
         print(f"Results written to {out_dir.resolve()}: {PREDICTIONS_FILE}, {RUN_FILE}"
               + (f", {ADAPTER_DIR}/" if cfg.method_name != "zero_shot" else ""), flush=True)
     state.wait_for_everyone()
     return summary
+
+
+def export_extras(cfg: RunConfig, model, tokenizer, summary: dict) -> None:
+    """Optional outputs after the results: a merged LoRA model, the Hub upload."""
+    merge_dir = getattr(cfg.method, "merge_and_export", None)
+    if merge_dir:
+        export_merged(model, tokenizer, merge_dir)
+        print(f"Merged model written to {Path(merge_dir).resolve()}", flush=True)
+    if cfg.training.push_to_hub:
+        if not cfg.training.hub_model_id:
+            raise ValueError("--push_to_hub needs --hub_model_id NAME (e.g. your-user/gpt-neo-lora-cnndm)")
+        folder = prepare_hub_folder(Path(cfg.training.output_dir), summary, cfg.training.hub_model_id)
+        print(f"Hub folder prepared at {folder.resolve()}", flush=True)
+        try:
+            url = push_folder(folder, cfg.training.hub_model_id, token=cfg.training.hub_token,
+                              private=cfg.training.hub_private_repo)
+        except HubUnreachableError as error:
+            raise HubUnreachableError(f"{error}\nEverything else is saved; upload later with: "
+                                      f"hf upload {cfg.training.hub_model_id} {folder}") from error
+        print(f"Pushed to the Hub: {url}", flush=True)
+
+
+def export_merged(model, tokenizer, out_dir: str) -> Path:
+    """Write base + LoRA merged into plain weights, loadable with AutoModelForCausalLM alone."""
+    from peft import PeftModel
+
+    if not isinstance(model, PeftModel) or num_virtual_tokens(model):
+        raise ValueError("--merge_and_export applies to LoRA adapters only")
+    merged = copy.deepcopy(model).merge_and_unload()
+    merged.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    return Path(out_dir)
 
 
 def write_results(cfg: RunConfig, test_split, predictions, counts, params, train_stats, gen_stats) -> dict:

@@ -37,13 +37,14 @@ def check_outputs(out_dir, method, n_test):
     return frame, run
 
 
-@pytest.mark.parametrize("method", ["lora"])
+@pytest.mark.parametrize("method", ["lora", "soft_prompt", "finetune"])
 def test_script_writes_adapter_csv_and_run_json(method, tiny_model_dir, fixture_files, tmp_path):
     script = importlib.import_module(SCRIPTS[method])
     out_dir = tmp_path / method
     script.main(quick_flags(tiny_model_dir, fixture_files, out_dir))
     _, run = check_outputs(out_dir, method, n_test=4)
-    assert (out_dir / "adapter" / "adapter_model.safetensors").is_file()
+    weights = "trained_params.safetensors" if method == "finetune" else "adapter_model.safetensors"
+    assert (out_dir / "adapter" / weights).is_file()
     assert run["saved_size_bytes"] > 0 and run["train_tokens"] > 0
     assert any("eval_rougeLsum" in entry for entry in json.loads((out_dir / "run.json").read_text())["log_history"])
 

@@ -1,0 +1,127 @@
+"""Resume equals an uninterrupted run; merged LoRA export; the Hub folder and card."""
+
+import json
+import runpy
+
+import pytest
+import torch
+from torch.testing import assert_close
+from transformers import AutoModelForCausalLM, TrainerCallback, set_seed
+
+from common import hub
+from common.config import parse_run_config
+from common.data import load_splits
+from common.methods import build_method, trained_state_dict
+from common.training import build_trainer, load_base_model, load_tokenizer, run_method
+from conftest import data_flags
+
+
+class StopAfter(TrainerCallback):
+    """Ends training after `step`, as a killed job would (the checkpoint at that step is already saved)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step >= self.step:
+            control.should_training_stop = True
+
+
+def trainer_for(method, model_dir, files, out_dir, extra=()):
+    cfg = parse_run_config(method, ["--model_name_or_path", str(model_dir), *data_flags(files),
+                                    "--output_dir", str(out_dir), "--max_steps", "4", "--save_strategy", "steps",
+                                    "--save_steps", "2", "--eval_strategy", "no", "--per_device_train_batch_size",
+                                    "2", "--learning_rate", "1e-2", "--save_total_limit", "5", *extra])
+    set_seed(cfg.training.seed)  # as run_method does: the LoRA init is random
+    tokenizer = load_tokenizer(cfg.model)
+    splits, _ = load_splits(cfg.data)
+    model = build_method(method, load_base_model(cfg.model), cfg.method, cfg.model)
+    return build_trainer(cfg, model, tokenizer, splits)
+
+
+@pytest.mark.parametrize("method", ["lora", "soft_prompt", "finetune"])
+def test_killed_then_resumed_equals_uninterrupted(method, tiny_model_dir, fixture_files, tmp_path):
+    full = trainer_for(method, tiny_model_dir, fixture_files, tmp_path / "full")
+    full.train()
+    killed = trainer_for(method, tiny_model_dir, fixture_files, tmp_path / "killed")
+    killed.add_callback(StopAfter(2))
+    killed.train()
+    assert killed.state.global_step == 2
+    resumed = trainer_for(method, tiny_model_dir, fixture_files, tmp_path / "killed",
+                          ["--resume_from_checkpoint", "last"])
+    resumed.train(resume_from_checkpoint=str(tmp_path / "killed" / "checkpoint-2"))
+    expected, actual = trained_state_dict(full.model), trained_state_dict(resumed.model)
+    assert expected.keys() == actual.keys() and expected
+    for name in expected:
+        assert_close(actual[name], expected[name], rtol=0, atol=1e-6)
+    before = trained_state_dict(trainer_for(method, tiny_model_dir, fixture_files, tmp_path / "fresh").model)
+    assert any(not torch.equal(before[n], expected[n]) for n in expected)
+
+
+def test_resume_last_finds_newest_checkpoint(tmp_path):
+    from common.training import resolve_checkpoint
+
+    (tmp_path / "checkpoint-2").mkdir()
+    (tmp_path / "checkpoint-10").mkdir()
+    cfg = parse_run_config("lora", ["--output_dir", str(tmp_path), "--resume_from_checkpoint", "last"])
+    assert resolve_checkpoint(cfg.training).endswith("checkpoint-10")
+    missing = parse_run_config("lora", ["--output_dir", str(tmp_path / "none"), "--resume_from_checkpoint", "last"])
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        resolve_checkpoint(missing.training)
+
+
+def run_quick(method, model_dir, files, out_dir, extra=()):
+    argv = ["--model_name_or_path", str(model_dir), *data_flags(files), "--output_dir", str(out_dir),
+            "--max_steps", "2", "--per_device_train_batch_size", "2", "--max_new_tokens", "4",
+            "--eval_strategy", "no", "--save_strategy", "no", "--learning_rate", "1e-2", *extra]
+    return run_method(parse_run_config(method, argv))
+
+
+def test_merged_lora_export_equals_base_plus_adapter(tiny_model_dir, fixture_files, tmp_path, tiny_tokenizer):
+    merged_dir = tmp_path / "merged"
+    run_quick("lora", tiny_model_dir, fixture_files, tmp_path / "run", ["--merge_and_export", str(merged_dir)])
+    from common.methods import load_trained
+
+    adapted = load_trained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tmp_path / "run" / "adapter").eval()
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+    ids = torch.tensor([tiny_tokenizer("The council approved the budget.")["input_ids"]])
+    with torch.no_grad():
+        assert_close(merged(ids).logits, adapted(ids).logits, rtol=1e-5, atol=1e-5)
+        base = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()(ids).logits
+    assert not torch.allclose(base, adapted(ids).logits)
+
+
+@pytest.mark.parametrize("method", ["lora", "finetune"])
+def test_push_to_hub_uploads_the_prepared_folder(method, tiny_model_dir, fixture_files, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr("common.training.push_folder",
+                        lambda folder, repo_id, token=None, private=None: calls.append((folder, repo_id)) or "url")
+    out_dir = tmp_path / "run"
+    payload = run_quick(method, tiny_model_dir, fixture_files, out_dir,
+                        ["--push_to_hub", "--hub_model_id", "someone/tiny-summarizer"])
+    folder = out_dir / "upload_check"
+    assert calls == [(out_dir / hub.HUB_FOLDER, "someone/tiny-summarizer")]
+    folder = calls[0][0]
+    names = sorted(p.name for p in folder.iterdir())
+    weights = "trained_params.safetensors" if method == "finetune" else "adapter_model.safetensors"
+    assert weights in names and "README.md" in names and "run.json" in names
+    assert not any(name in names for name in ("model.safetensors", "pytorch_model.bin"))
+    card = (folder / "README.md").read_text()
+    for text in (str(tiny_model_dir), f"{payload['trainable']:,} of {payload['total']:,}",
+                 f"ROUGE-Lsum {payload['test_rouge']['rougeLsum']:.2f}", "train 6, validation 3, test 4"):
+        assert text in card, text
+    # The card's load snippet works, pointed at the local folder instead of the Hub id.
+    snippet = hub.load_snippet(method, str(tiny_model_dir), str(folder))
+    namespace = {}
+    exec(compile(snippet, "snippet", "exec"), namespace)  # noqa: S102 - our own generated code
+    ids = torch.tensor([[5, 6, 7]])
+    with torch.no_grad():
+        assert namespace["model"](ids).logits.shape == (1, 3, 512)
+
+
+def test_push_without_network_keeps_results_and_says_how(tiny_model_dir, fixture_files, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(Exception, match="hf upload someone/x"):
+        run_quick("lora", tiny_model_dir, fixture_files, tmp_path, ["--push_to_hub", "--hub_model_id", "someone/x"])
+    assert (tmp_path / "run.json").is_file() and (tmp_path / hub.HUB_FOLDER / "README.md").is_file()
