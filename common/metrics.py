@@ -70,3 +70,21 @@ def rouge_scores(predictions: list[str], references: list[str]) -> dict[str, flo
     if not per_example:
         return {key: 0.0 for key in ROUGE_KEYS}
     return {key: sum(s[key] for s in per_example) / len(per_example) for key in ROUGE_KEYS}
+
+
+def calculate_rouge_from_csv(path) -> dict[str, float]:
+    """Mean ROUGE of a CSV with `Predicted Summary` and `Actual Summary` columns (the classic workflow).
+
+    Prints `ROUGE-1: x, ROUGE-2: y, ROUGE-L: z` (2 decimals) and returns all four means.
+
+    Example:
+        >>> calculate_rouge_from_csv("runs/lora/predictions_test.csv")["rouge1"]
+        ROUGE-1: 41.20, ROUGE-2: 18.35, ROUGE-L: 28.91
+        41.2
+    """
+    from .predictions import read_predictions_csv, text_column  # local: predictions.py is newer than this module
+
+    frame = read_predictions_csv(path)
+    scores = rouge_scores(text_column(frame, "Predicted Summary"), text_column(frame, "Actual Summary"))
+    print(f"ROUGE-1: {scores['rouge1']:.2f}, ROUGE-2: {scores['rouge2']:.2f}, ROUGE-L: {scores['rougeL']:.2f}")
+    return scores

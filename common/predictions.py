@@ -1,0 +1,115 @@
+"""Reading prediction CSVs and run folders, with errors that name the file and what is wrong.
+
+Two CSV layouts are accepted: the one the training scripts write (`id`, `Article`, `Actual Summary`,
+`Predicted Summary`) and the classic one with only `Predicted Summary` and `Actual Summary`
+(optionally `Article`), which has no ids and is aligned with other systems by row order.
+
+Example:
+    >>> frame = read_predictions_csv("runs/lora/predictions_test.csv")
+    >>> frame.columns.tolist()
+    ['id', 'Article', 'Actual Summary', 'Predicted Summary']
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+REQUIRED_COLUMNS = ("Predicted Summary", "Actual Summary")
+PREDICTIONS_FILE = "predictions_test.csv"
+RUN_FILE = "run.json"
+
+
+class InputError(ValueError):
+    """A prediction file or run folder that cannot be evaluated; the message names the file."""
+
+
+def read_predictions_csv(path: str | Path) -> pd.DataFrame:
+    """The CSV as text columns (missing cells stay NaN), checked for the needed columns and at least one row.
+
+    Example:
+        >>> read_predictions_csv("missing.csv")
+        Traceback (most recent call last):
+        InputError: missing.csv: file not found
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path}: file is empty (no header, no rows)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: not a readable CSV ({error})") from None
+    missing = [column for column in REQUIRED_COLUMNS if column not in frame.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {missing}; found {frame.columns.tolist()}, "
+                         f"need {list(REQUIRED_COLUMNS)}")
+    if frame.empty:
+        raise InputError(f"{path}: no rows (header only)")
+    return frame
+
+
+def csv_ids(frame: pd.DataFrame, path: str | Path) -> list[str] | None:
+    """The `id` column as strings, or None when there is none; blank or repeated ids are an error.
+
+    Example:
+        >>> csv_ids(pd.DataFrame({"id": ["a", "b"]}), "p.csv")
+        ['a', 'b']
+    """
+    if "id" not in frame.columns:
+        return None
+    ids = frame["id"]
+    if ids.isna().any():
+        raise InputError(f"{path}: {int(ids.isna().sum())} row(s) have no id")
+    repeated = ids[ids.duplicated()].tolist()
+    if repeated:
+        raise InputError(f"{path}: repeated id(s), e.g. {repeated[:3]}")
+    return ids.astype(str).tolist()
+
+
+def read_run_json(path: str | Path) -> dict:
+    """run.json as a dict, with the file named in any error.
+
+    Example:
+        >>> read_run_json("runs/lora/run.json")["method"]
+        'lora'
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found (each run folder needs its {RUN_FILE}; pass the CSV "
+                         "path itself to score predictions without costs)")
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(payload, dict):
+        raise InputError(f"{path}: expected a JSON object, got {type(payload).__name__}")
+    return payload
+
+
+def text_column(frame: pd.DataFrame, column: str) -> list[str]:
+    """A column as a list of str, NaN as ''.
+
+    Example:
+        >>> text_column(pd.DataFrame({"a": ["x", None]}), "a")
+        ['x', '']
+    """
+    return ["" if pd.isna(value) else str(value) for value in frame[column].tolist()]
+
+
+def discover_run_dirs(runs_dir: str | Path, output_dir: str | Path) -> list[Path]:
+    """Sub-folders of `runs_dir` holding a predictions CSV or run.json, sorted, without `output_dir`.
+
+    Example:
+        >>> discover_run_dirs("runs", "runs/comparison")
+        [PosixPath('runs/lora'), PosixPath('runs/zero_shot')]
+    """
+    runs_dir, output = Path(runs_dir), Path(output_dir).resolve()
+    if not runs_dir.is_dir():
+        return []
+    return sorted(path for path in runs_dir.iterdir()
+                  if path.is_dir() and path.resolve() != output and not path.name.startswith(".")
+                  and ((path / PREDICTIONS_FILE).exists() or (path / RUN_FILE).exists()))

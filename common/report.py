@@ -1,0 +1,218 @@
+"""Write a `Comparison` out: comparison.md/.csv/.json and examples.md, each atomically.
+
+Example:
+    >>> write_reports(result, skipped, "runs/comparison", num_examples=3)
+    >>> sorted(p.name for p in Path("runs/comparison").iterdir())
+    ['comparison.csv', 'comparison.json', 'comparison.md', 'examples.md']
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from .evaluation import ALPHA, RANK_KEY, Comparison, Scored, Skipped
+from .metrics import ROUGE_KEYS
+from .results import atomic_write_text, write_json
+
+KEY_NAMES = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
+TABLE_KEYS = (RANK_KEY, *(k for k in ROUGE_KEYS if k != RANK_KEY))
+COST_FIELDS = ("trainable", "total", "trainable_percent", "tied_lm_head", "train_wall_time_s", "train_tokens_per_s",
+               "saved_size_bytes", "generation_tokens_per_s", "base_model")
+ARTICLE_CHARS = 600
+TEST_NAME = "two-sided paired permutation test (random sign flips of the per-example differences)"
+
+
+def system_row(rank: int, scored: Scored) -> dict:
+    """One flat row of scores and costs (None where run.json has no value).
+
+    Example:
+        >>> system_row(1, lora)["rougeLsum_ci_low"]
+        19.8
+    """
+    system, run = scored.system, scored.system.run
+    row = {"rank": rank, "system": system.name, "method": system.method, "baseline": system.is_baseline,
+           "source": system.source, "n_examples": len(scored.scores), "n_examples_total": len(system.keys)}
+    for key in ROUGE_KEYS:
+        row.update({key: scored.means[key], f"{key}_ci_low": scored.ci[key][0], f"{key}_ci_high": scored.ci[key][1]})
+    row.update({"empty_predictions": scored.empty_predictions, "mean_words_predicted": scored.mean_words[0],
+                "mean_words_reference": scored.mean_words[1]})
+    row.update({name: run.get(name) for name in COST_FIELDS})
+    memory = run.get("peak_memory") or {}
+    row.update({name: memory.get(name) for name in ("peak_rss_mib", "peak_cuda_allocated_mib")})
+    return row
+
+
+def system_rows(result: Comparison) -> list[dict]:
+    return [system_row(rank, scored) for rank, scored in enumerate(result.systems, start=1)]
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def human_count(value) -> str:
+    """1234567 -> '1.23M'.
+
+    Example:
+        >>> human_count(36864), human_count(0), human_count(None)
+        ('36.9K', '0', '-')
+    """
+    if _missing(value):
+        return "-"
+    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(value) >= size:
+            return f"{value / size:.3g}{suffix}"
+    return f"{value:g}"
+
+
+def human_bytes(value) -> str:
+    """Bytes with a binary unit.
+
+    Example:
+        >>> human_bytes(157312), human_bytes(None)
+        ('153.6 KiB', '-')
+    """
+    if _missing(value):
+        return "-"
+    for size, unit in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if value >= size:
+            return f"{value / size:.1f} {unit}"
+    return f"{value} B"
+
+
+def human_seconds(value) -> str:
+    """Seconds as s, min or h.
+
+    Example:
+        >>> human_seconds(0.742), human_seconds(5400)
+        ('0.7 s', '1.5 h')
+    """
+    if _missing(value):
+        return "-"
+    if value >= 3600:
+        return f"{value / 3600:.1f} h"
+    return f"{value / 60:.1f} min" if value >= 60 else f"{value:.1f} s"
+
+
+def _memory(row: dict) -> str:
+    if not _missing(row["peak_cuda_allocated_mib"]):
+        return f"{row['peak_cuda_allocated_mib']:,.0f} MiB GPU"
+    return "-" if _missing(row["peak_rss_mib"]) else f"{row['peak_rss_mib']:,.0f} MiB RSS"
+
+
+def _trainable(row: dict) -> str:
+    if _missing(row["trainable"]):
+        return "-"
+    percent = "" if _missing(row["trainable_percent"]) else f" ({row['trainable_percent']:.3g}%)"
+    return human_count(row["trainable"]) + percent
+
+
+def format_ci(mean: float, low: float, high: float) -> str:
+    """Example:
+        >>> format_ci(32.12, 30.2, 34.04)
+        '32.1 [30.2, 34.0]'
+    """
+    return f"{mean:.1f} [{low:.1f}, {high:.1f}]"
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """The ranked table: ROUGE with 95% CIs, then length, empty predictions and cost columns."""
+    header = ["rank", "system", "method", "n", *(KEY_NAMES[k] + " [95% CI]" for k in TABLE_KEYS), "empty",
+              "words pred / ref", "trainable (% of total)", "train time", "train tok/s", "peak memory", "saved size"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        method = row["method"] + (" (baseline)" if row["baseline"] else "")
+        cells = [row["rank"], row["system"], method, row["n_examples"],
+                 *(format_ci(row[k], row[f"{k}_ci_low"], row[f"{k}_ci_high"]) for k in TABLE_KEYS),
+                 row["empty_predictions"], f"{row['mean_words_predicted']:.1f} / {row['mean_words_reference']:.1f}",
+                 _trainable(row), human_seconds(row["train_wall_time_s"]),
+                 "-" if _missing(row["train_tokens_per_s"]) else f"{row['train_tokens_per_s']:,.0f}",
+                 _memory(row), human_bytes(row["saved_size_bytes"])]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def pair_line(pair: dict) -> str:
+    """One line per pair: differences a - b with p-values, and which are significant at 0.05.
+
+    Example:
+        >>> pair_line(pair)
+        '- **lora** vs **lead3** (n=60): ROUGE-Lsum +4.20 (p=0.0010), ... Significant at 0.05: ROUGE-Lsum.'
+    """
+    parts = [f"{KEY_NAMES[k]} {pair['difference'][k]:+.2f} (p={pair['p_value'][k]:.4f})" for k in TABLE_KEYS]
+    significant = ", ".join(KEY_NAMES[k] for k in TABLE_KEYS if k in pair["significant"])
+    verdict = f"Significant at {ALPHA}: {significant}." if significant else f"No difference significant at {ALPHA}."
+    return f"- **{pair['a']}** vs **{pair['b']}** (n={pair['n']}): " + ", ".join(parts) + ". " + verdict
+
+
+def example_set_note(result: Comparison) -> str:
+    """Says when the systems were scored on different example sets (compared on the intersection)."""
+    totals = {s.name: len(s.system.keys) for s in result.systems}
+    if all(total == len(result.keys) for total in totals.values()):
+        return f"All systems were scored on the same {len(result.keys)} test examples."
+    listed = ", ".join(f"{name}: {total}" for name, total in totals.items())
+    return (f"**The systems were scored on different example sets** ({listed} examples); every number below is "
+            f"on the {len(result.keys)} examples common to all of them (matched by id).")
+
+
+def skipped_lines(skipped: list[Skipped]) -> list[str]:
+    return [f"- {s.name}: {s.reason}" for s in skipped]
+
+
+def comparison_markdown(result: Comparison, skipped: list[Skipped]) -> str:
+    """The whole comparison.md text (also what evaluate_all.py prints)."""
+    rows = system_rows(result)
+    lines = ["# Summarization comparison", "", example_set_note(result), "",
+             f"Ranked by ROUGE-Lsum. ROUGE F1 x 100 (Porter stemming); 95% CIs from {result.samples} bootstrap "
+             f"resamples of the examples (seed {result.seed}). Baselines: zero-shot and lead-3 (the article's first "
+             "three sentences). `empty`: NaN or blank predictions, scored 0.", "", markdown_table(rows), "",
+             "## Paired tests", "",
+             f"Differences are the first system minus the second, in ROUGE points; p-values from a {TEST_NAME}, "
+             f"{result.samples} resamples, seed {result.seed}, no correction for multiple comparisons.", ""]
+    lines += [pair_line(pair) for pair in result.pairs] or ["- (only one system: nothing to compare)"]
+    if skipped:
+        lines += ["", "## Skipped", "", *skipped_lines(skipped)]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return text.replace("|", "\\|").replace("\r", "").replace("\n", "<br>") or "*(empty)*"
+
+
+def examples_markdown(result: Comparison, count: int) -> str:
+    """The first `count` common examples: the article (truncated), the reference and every summary."""
+    lines = ["# Example summaries", ""]
+    for index, key in enumerate(result.keys[:count], start=1):
+        system = next((s.system for s in result.systems if s.system.articles is not None), result.systems[0].system)
+        row = system.keys.index(key)
+        article = system.articles[row] if system.articles is not None else "(no Article column)"
+        shown = article if len(article) <= ARTICLE_CHARS else article[:ARTICLE_CHARS].rstrip() + " [...]"
+        lines += [f"## Example {index} (id {key})", "", "> " + shown.replace("\n", " "), "",
+                  "| system | summary |", "|---|---|", f"| **reference** | {_cell(system.references[row])} |"]
+        for scored in result.systems:
+            summary = scored.system.predictions[scored.system.keys.index(key)]
+            lines.append(f"| {scored.name} | {_cell(summary)} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def comparison_json(result: Comparison, skipped: list[Skipped]) -> dict:
+    return {"n_examples": len(result.keys), "example_set_note": example_set_note(result),
+            "bootstrap_samples": result.samples, "seed": result.seed, "confidence": 0.95,
+            "paired_test": TEST_NAME, "alpha": ALPHA, "rank_key": RANK_KEY, "systems": system_rows(result),
+            "pairs": result.pairs, "skipped": [{"name": s.name, "reason": s.reason} for s in skipped]}
+
+
+def write_reports(result: Comparison, skipped: list[Skipped], output_dir: str | Path, num_examples: int) -> str:
+    """Write comparison.md/.csv/.json and examples.md atomically; return the Markdown report."""
+    output_dir = Path(output_dir)
+    markdown = comparison_markdown(result, skipped)
+    atomic_write_text(output_dir / "comparison.md", markdown)
+    atomic_write_text(output_dir / "comparison.csv", pd.DataFrame(system_rows(result)).to_csv(index=False))
+    write_json(output_dir / "comparison.json", comparison_json(result, skipped))
+    atomic_write_text(output_dir / "examples.md", examples_markdown(result, num_examples))
+    return markdown

@@ -1,0 +1,68 @@
+"""Compare every run's test predictions with the lead-3 and zero-shot baselines on the same examples.
+
+    python evaluate_all.py                                   # every runs/*/ folder (not runs/comparison)
+    python evaluate_all.py runs/lora runs/zero_shot old_predictions.csv --output_dir runs/comparison
+
+Inputs are run folders (predictions_test.csv + run.json) or CSVs with the classic `Predicted Summary`
+and `Actual Summary` columns. Writes OUTPUT_DIR/comparison.{md,csv,json}, examples.md and two PNG
+plots, and prints the ranked table. A bad input is skipped with its reason; with no valid input left
+the script exits with an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from common.evaluation import add_lead3, align_systems, compare, load_systems
+from common.plots import write_plots
+from common.predictions import discover_run_dirs
+from common.report import skipped_lines, system_rows, write_reports
+from common.stats import MIN_SAMPLES
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("inputs", nargs="*", help="Run folders or prediction CSVs. Default: every folder in "
+                        "--runs_dir that holds predictions_test.csv or run.json (except --output_dir).")
+    parser.add_argument("--runs_dir", default="runs", help="Where to look for run folders when no input is given.")
+    parser.add_argument("--output_dir", default="runs/comparison", help="Where the reports and plots are written.")
+    parser.add_argument("--bootstrap_samples", type=int, default=MIN_SAMPLES,
+                        help=f"Resamples for the bootstrap CIs and the paired permutation test (>= {MIN_SAMPLES}).")
+    parser.add_argument("--allow_few_bootstrap_samples", action="store_true",
+                        help=f"Accept --bootstrap_samples below {MIN_SAMPLES} (for fast tests only).")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the resampling, so reports are reproducible.")
+    parser.add_argument("--num_examples_md", type=int, default=3, help="Examples shown side by side in examples.md.")
+    parser.add_argument("--no_lead3", action="store_true", help="Leave out the lead-3 baseline.")
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if args.bootstrap_samples < 1 or (args.bootstrap_samples < MIN_SAMPLES and not args.allow_few_bootstrap_samples):
+        parser.error(f"--bootstrap_samples must be >= {MIN_SAMPLES} (got {args.bootstrap_samples})")
+    return args
+
+
+def main(argv: list[str] | None = None):
+    args = parse_args(argv)
+    paths = args.inputs or discover_run_dirs(args.runs_dir, args.output_dir)
+    if not paths:
+        raise SystemExit(f"error: no inputs given and no run folder found in {args.runs_dir}/")
+    systems, skipped = load_systems(paths)
+    systems, keys, unaligned = align_systems(systems)
+    skipped += unaligned
+    if not systems:
+        raise SystemExit("error: no valid system to evaluate; skipped:\n" + "\n".join(skipped_lines(skipped)))
+    if not args.no_lead3:
+        systems, lead3_skipped = add_lead3(systems, keys)
+        skipped += [lead3_skipped] if lead3_skipped else []
+    result = compare(systems, keys, args.bootstrap_samples, args.seed)
+    print(write_reports(result, skipped, args.output_dir, args.num_examples_md), flush=True)
+    write_plots(system_rows(result), args.output_dir)
+    print(f"Wrote comparison.md, comparison.csv, comparison.json, examples.md and 2 plots to {args.output_dir}/")
+    return result
+
+
+if __name__ == "__main__":
+    main()

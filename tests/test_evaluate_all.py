@@ -1,0 +1,281 @@
+"""evaluate_all.py and common/{evaluation,predictions,stats,report,plots}.py on hand-written run folders."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from rouge_score import rouge_scorer
+
+import evaluate_all
+from common.evaluation import System, add_lead3, align_systems, compare, lead3, load_system, load_systems
+from common.metrics import ROUGE_KEYS, calculate_rouge_from_csv, rouge_per_example
+from common.predictions import InputError, read_predictions_csv
+from common.stats import bootstrap_ci, paired_permutation_test
+
+FAST = ["--bootstrap_samples", "200", "--allow_few_bootstrap_samples", "--seed", "3"]
+ARTICLE = "The storm hit the coast. Police closed the road. Schools shut early! Rain fell all night. Roads reopened."
+OUTPUTS = ("comparison.md", "comparison.csv", "comparison.json", "examples.md",
+           "rouge_vs_trainable_params.png", "rouge_vs_train_time.png")
+
+
+def rows(n: int, prediction=lambda i: f"The storm hit the coast {i}.") -> dict[str, list]:
+    """n examples: reference 'The storm hit the coast {i}. Police closed the road.'"""
+    return {"id": [f"ex-{i}" for i in range(n)], "Article": [f"{ARTICLE} Day {i}." for i in range(n)],
+            "Actual Summary": [f"The storm hit the coast {i}. Police closed the road." for i in range(n)],
+            "Predicted Summary": [prediction(i) for i in range(n)]}
+
+
+def run_json(method: str, trainable: int, wall: float | None) -> dict:
+    return {"method": method, "base_model": "tiny", "trainable": trainable, "total": 200_000,
+            "trainable_percent": 100 * trainable / 200_000, "tied_lm_head": False, "train_wall_time_s": wall,
+            "train_tokens_per_s": 1000.0 if wall else None, "peak_memory": {"peak_rss_mib": 512.0},
+            "saved_size_bytes": 4 * trainable, "generation_tokens_per_s": 50.0}
+
+
+def make_run(root, name: str, columns: dict, run: dict | None):
+    folder = root / name
+    folder.mkdir(parents=True)
+    pd.DataFrame(columns).to_csv(folder / "predictions_test.csv", index=False)
+    if run is not None:
+        (folder / "run.json").write_text(json.dumps(run))
+    return folder
+
+
+def fake_runs(root, n: int = 6):
+    """lora (lead sentence + 'Police closed'), prompt (lead sentence), zero_shot (unrelated words)."""
+    lora = rows(n, lambda i: f"The storm hit the coast {i}. Police closed.")
+    make_run(root, "lora", lora, run_json("lora", 4000, 30.0))
+    make_run(root, "prompt", rows(n), run_json("soft_prompt", 200, 12.0))
+    make_run(root, "zero_shot", rows(n, lambda i: "Nothing relevant here."), run_json("zero_shot", 0, None))
+    return root
+
+
+def system(name: str, predictions: list[str], references: list[str], method: str = "lora") -> System:
+    keys = [f"ex-{i}" for i in range(len(references))]
+    return System(name=name, method=method, source=name, references=references, predictions=predictions,
+                  ids=keys, keys=keys)
+
+
+# --- ROUGE ----------------------------------------------------------------------------------------------
+
+
+def test_rouge_of_known_strings_by_hand_and_against_rouge_score():
+    pred, ref = "the cat sat on the mat", "the cat sat on a mat"
+    scores = rouge_per_example([pred], [ref])[0]
+    # unigrams: 5 of 6 shared; bigrams: the-cat, cat-sat, sat-on of 5; LCS 'the cat sat on mat' = 5 of 6
+    assert scores == pytest.approx({"rouge1": 500 / 6, "rouge2": 60.0, "rougeL": 500 / 6, "rougeLsum": 500 / 6})
+    direct = rouge_scorer.RougeScorer(list(ROUGE_KEYS), use_stemmer=True).score(ref, pred)
+    assert scores == pytest.approx({key: 100 * direct[key].fmeasure for key in ROUGE_KEYS})
+
+
+def test_rouge_lsum_matches_sentences_whatever_their_order():
+    scores = rouge_per_example(["The dog ran. The cat sat."], ["The cat sat. The dog ran."])[0]
+    # same bag of words; bigrams 4 of 5 (not 'sat-the'/'ran-the'); one-sequence LCS 3 of 6; per-sentence LCS 6 of 6
+    assert scores == pytest.approx({"rouge1": 100.0, "rouge2": 80.0, "rougeL": 50.0, "rougeLsum": 100.0})
+
+
+def test_lead3_takes_the_first_three_sentences():
+    assert lead3(ARTICLE) == "The storm hit the coast. Police closed the road. Schools shut early!"
+    assert lead3("Only one sentence here.") == "Only one sentence here."
+    assert lead3("Line one\nLine two\nLine three\nLine four") == "Line one Line two Line three"
+    assert lead3(float("nan")) == ""
+
+
+# --- statistics -----------------------------------------------------------------------------------------
+
+
+def test_bootstrap_ci_is_reproducible_and_contains_the_mean():
+    values = np.random.default_rng(1).uniform(0, 100, size=(50, 2))
+    first, second = bootstrap_ci(values, samples=1000, seed=7), bootstrap_ci(values, samples=1000, seed=7)
+    np.testing.assert_array_equal(first, second)
+    means = values.mean(axis=0)
+    assert np.all(first[:, 0] < means) and np.all(means < first[:, 1])
+    assert not np.array_equal(first, bootstrap_ci(values, samples=1000, seed=8))
+    np.testing.assert_array_equal(bootstrap_ci(np.full((9, 1), 7.0), samples=1000, seed=0), [[7.0, 7.0]])
+
+
+def test_paired_test_identical_and_clearly_better_systems():
+    references = [f"The storm hit the coast on day {i}. Police closed the road." for i in range(60)]
+    good = system("good", references, references)
+    bad = system("bad", [f"Nothing relevant {i}." if i % 3 else references[i] for i in range(60)], references)
+    result = compare([bad, good], good.keys, samples=1000, seed=0)
+    assert [s.name for s in result.systems] == ["good", "bad"]
+    pair = result.pairs[0]
+    assert pair["p_value"]["rougeLsum"] == pytest.approx(1 / 1001)  # no sign flip matches 40 positive differences
+    assert pair["significant"] == list(ROUGE_KEYS)
+    same = compare([good, system("copy", references, references)], good.keys, samples=1000, seed=0).pairs[0]
+    assert same["p_value"] == {key: 1.0 for key in ROUGE_KEYS} and same["significant"] == []
+    noise = np.random.default_rng(0).normal(size=60)
+    assert paired_permutation_test(noise - noise.mean(), samples=1000, seed=0) > 0.5
+
+
+# --- loading and bad input ------------------------------------------------------------------------------
+
+
+def test_missing_file_names_the_file(tmp_path):
+    with pytest.raises(InputError, match=f"{tmp_path}/nope.csv: file not found"):
+        read_predictions_csv(tmp_path / "nope.csv")
+    with pytest.raises(SystemExit, match="nope.csv: file not found"):
+        evaluate_all.main([str(tmp_path / "nope.csv"), "--output_dir", str(tmp_path / "out"), *FAST])
+
+
+def test_csv_without_needed_columns_names_them(tmp_path):
+    path = tmp_path / "preds.csv"
+    pd.DataFrame({"id": ["a"], "Predicted Summary": ["x"]}).to_csv(path, index=False)
+    with pytest.raises(InputError, match=r"preds.csv: missing column\(s\) \['Actual Summary'\]"):
+        read_predictions_csv(path)
+
+
+def test_empty_csv_and_header_only_csv(tmp_path):
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "header.csv").write_text("Predicted Summary,Actual Summary\n")
+    with pytest.raises(InputError, match="empty.csv: file is empty"):
+        read_predictions_csv(tmp_path / "empty.csv")
+    with pytest.raises(InputError, match=r"header.csv: no rows \(header only\)"):
+        read_predictions_csv(tmp_path / "header.csv")
+
+
+def test_nan_and_blank_predictions_score_zero_and_are_counted(tmp_path):
+    columns = rows(4)
+    columns["Predicted Summary"] = [columns["Actual Summary"][0], None, "  ", columns["Actual Summary"][3]]
+    folder = make_run(tmp_path / "runs", "lora", columns, run_json("lora", 10, 1.0))
+    result = evaluate_all.main([str(folder), "--output_dir", str(tmp_path / "out"), "--no_lead3", *FAST])
+    scored = result.systems[0]
+    assert scored.empty_predictions == 2
+    assert scored.scores[:, 0].tolist() == [100.0, 0.0, 0.0, 100.0] and scored.means["rouge1"] == 50.0
+    assert pd.read_csv(tmp_path / "out" / "comparison.csv")["empty_predictions"].tolist() == [2]
+
+
+def test_classic_csv_without_id_or_run_json_is_accepted(tmp_path, capsys):
+    path = tmp_path / "classic.csv"
+    pd.DataFrame({"Predicted Summary": ["the cat sat on the mat", "a dog"],
+                  "Actual Summary": ["the cat sat on a mat", "a dog"]}).to_csv(path, index=False)
+    result = evaluate_all.main([str(path), "--output_dir", str(tmp_path / "out"), *FAST])
+    assert [(s.name, s.system.method) for s in result.systems] == [("classic", "unknown")]
+    assert result.systems[0].means["rouge2"] == pytest.approx(80.0)  # (60 + 100) / 2
+    assert "lead3: no input has an Article column" in capsys.readouterr().out
+
+
+def test_classic_csv_pairs_with_a_run_by_row_order(tmp_path):
+    runs = fake_runs(tmp_path / "runs", n=4)
+    classic = rows(4, lambda i: "The storm hit the coast.")
+    del classic["id"], classic["Article"]
+    pd.DataFrame(classic).to_csv(tmp_path / "classic.csv", index=False)
+    systems, skipped = load_systems([runs / "lora", tmp_path / "classic.csv"])
+    kept, keys, unaligned = align_systems(systems)
+    assert [s.name for s in kept] == ["lora", "classic"] and keys == ["ex-0", "ex-1", "ex-2", "ex-3"]
+    assert kept[1].keys == keys and skipped == [] and unaligned == []
+
+
+def test_different_references_refuse_pairing(tmp_path):
+    runs = fake_runs(tmp_path / "runs", n=3)
+    other = rows(3)
+    other["Actual Summary"][1] = "A different reference."
+    make_run(tmp_path / "runs", "other", other, run_json("lora", 10, 1.0))
+    kept, keys, skipped = align_systems(load_systems([runs / "lora", runs / "other"])[0])
+    assert [s.name for s in kept] == ["lora"] and len(keys) == 3
+    assert skipped[0].name == "other" and "reference for example 'ex-1' differs from lora's" in skipped[0].reason
+
+
+def test_different_example_sets_are_compared_on_the_intersection(tmp_path):
+    runs = fake_runs(tmp_path / "runs", n=5)
+    shorter = pd.read_csv(runs / "prompt" / "predictions_test.csv").iloc[1:4]
+    shorter.to_csv(runs / "prompt" / "predictions_test.csv", index=False)
+    result = evaluate_all.main(["--runs_dir", str(runs), "--output_dir", str(tmp_path / "out"), *FAST])
+    assert result.keys == ["ex-1", "ex-2", "ex-3"]
+    assert {s.name: len(s.scores) for s in result.systems} == {"lead3": 3, "lora": 3, "prompt": 3, "zero_shot": 3}
+    report = (tmp_path / "out" / "comparison.md").read_text()
+    assert "scored on different example sets** (" in report and "on the 3 examples common to all" in report
+
+
+def test_bad_run_folder_is_skipped_while_the_others_are_reported(tmp_path, capsys):
+    runs = fake_runs(tmp_path / "runs", n=4)
+    make_run(runs, "broken", {"id": ["ex-0"], "Predicted Summary": ["x"]}, run_json("lora", 1, 1.0))
+    make_run(runs, "no_json", rows(4), None)
+    result = evaluate_all.main(["--runs_dir", str(runs), "--output_dir", str(tmp_path / "out"), *FAST])
+    assert sorted(s.name for s in result.systems) == ["lead3", "lora", "prompt", "zero_shot"]
+    stdout, report = capsys.readouterr().out, (tmp_path / "out" / "comparison.md").read_text()
+    for text in (stdout, report):
+        assert "- broken: " in text and "missing column(s) ['Actual Summary']" in text
+        assert f"- no_json: {runs}/no_json/run.json: file not found" in text
+
+
+def test_no_valid_system_exits_with_an_error(tmp_path):
+    (tmp_path / "runs" / "bad").mkdir(parents=True)
+    (tmp_path / "runs" / "bad" / "run.json").write_text("{not json")
+    with pytest.raises(SystemExit, match="no valid system to evaluate") as error:
+        evaluate_all.main(["--runs_dir", str(tmp_path / "runs"), "--output_dir", str(tmp_path / "out"), *FAST])
+    assert "run.json: not valid JSON" in str(error.value.code)
+    with pytest.raises(SystemExit, match="no run folder found"):
+        evaluate_all.main(["--runs_dir", str(tmp_path / "none"), *FAST])
+
+
+def test_fewer_than_1000_bootstrap_samples_need_the_test_flag(capsys):
+    with pytest.raises(SystemExit):
+        evaluate_all.main(["--bootstrap_samples", "200"])
+    assert "--bootstrap_samples must be >= 1000" in capsys.readouterr().err
+
+
+def test_calculate_rouge_from_csv_prints_the_classic_line(tmp_path, capsys):
+    path = tmp_path / "preds.csv"
+    pd.DataFrame({"Predicted Summary": ["the cat sat on the mat"], "Actual Summary": ["the cat sat on a mat"]}
+                 ).to_csv(path, index=False)
+    scores = calculate_rouge_from_csv(path)
+    assert capsys.readouterr().out == "ROUGE-1: 83.33, ROUGE-2: 60.00, ROUGE-L: 83.33\n"
+    assert scores == pytest.approx({"rouge1": 500 / 6, "rouge2": 60.0, "rougeL": 500 / 6, "rougeLsum": 500 / 6})
+
+
+# --- end to end -----------------------------------------------------------------------------------------
+
+
+def test_main_end_to_end_writes_every_output(tmp_path, capsys):
+    runs = fake_runs(tmp_path / "runs", n=6)
+    make_run(runs, "comparison", rows(1), run_json("lora", 1, 1.0))  # an older report folder: not a run
+    out = runs / "comparison"
+    evaluate_all.main(["--runs_dir", str(runs), "--output_dir", str(out), "--num_examples_md", "2", *FAST])
+    for name in OUTPUTS:
+        assert (out / name).stat().st_size > 0, name
+    for name in OUTPUTS[-2:]:
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = pd.read_csv(out / "comparison.csv")
+    assert table["system"].tolist() == ["lora", "lead3", "prompt", "zero_shot"]  # ranked by ROUGE-Lsum
+    assert table["rougeLsum"].round(4).tolist() == [88.8889, 81.8182, 75.0, 0.0]  # 2*8/(8+10), 2*9/(12+10), 2*6/(6+10)
+    assert table["baseline"].tolist() == [False, True, False, True]
+    assert table["rank"].tolist() == [1, 2, 3, 4] and table["n_examples"].tolist() == [6, 6, 6, 6]
+    assert table["trainable"].fillna(-1).tolist() == [4000, -1, 200, 0] and table["saved_size_bytes"][0] == 16000
+    assert table["mean_words_reference"].tolist() == [10.0] * 4
+    assert table["mean_words_predicted"].tolist() == [8.0, 12.0, 6.0, 3.0]
+    payload = json.loads((out / "comparison.json").read_text())
+    assert len(payload["pairs"]) == 6 and payload["bootstrap_samples"] == 200 and payload["skipped"] == []
+    report, stdout = (out / "comparison.md").read_text(), capsys.readouterr().out
+    assert "| rank | system | method | n | ROUGE-Lsum [95% CI]" in report and report in stdout
+    assert "paired permutation test" in report and "- **lora** vs **zero_shot** (n=6): ROUGE-Lsum +" in report
+    assert "| 4000 (2%)" not in report and "4K (2%)" in report
+    examples = (out / "examples.md").read_text()
+    assert examples.count("## Example ") == 2 and examples.count("| **reference** |") == 2
+    assert "| lead3 | The storm hit the coast. Police closed the road. Schools shut early! |" in examples
+
+
+def test_load_system_names_and_method(tmp_path):
+    runs = fake_runs(tmp_path / "runs", n=2)
+    loaded = load_system(runs / "prompt")
+    assert (loaded.name, loaded.method, loaded.is_baseline, loaded.ids) == ("prompt", "soft_prompt", False,
+                                                                            ["ex-0", "ex-1"])
+    assert load_system(runs / "zero_shot").is_baseline
+    assert load_system(runs / "lora" / "predictions_test.csv").name == "lora"
+    systems, _ = add_lead3([loaded], loaded.ids)
+    assert (systems[-1].name, systems[-1].method, systems[-1].is_baseline) == ("lead3", "lead3", True)
+
+
+def test_examples_markdown_truncates_long_articles_and_escapes_cells():
+    from common.report import ARTICLE_CHARS, examples_markdown
+
+    good = system("good", ["A | B\nC"], ["Ref."])
+    good.articles = ["word " * 200]
+    text = examples_markdown(compare([good], good.keys, samples=10, seed=0), count=3)
+    quoted = next(line for line in text.splitlines() if line.startswith("> "))
+    assert len(quoted) == len("> ") + len(("word " * 200)[:ARTICLE_CHARS].rstrip()) + len(" [...]")
+    assert "| good | A \\| B<br>C |" in text and "| **reference** | Ref. |" in text
