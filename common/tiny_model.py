@@ -71,6 +71,13 @@ def write_tiny_model(out_dir: str | Path, seed: int = 0) -> Path:
     return out_dir
 
 
+def gpt_neo_125m_config() -> GPTNeoConfig:
+    """The architecture of EleutherAI/gpt-neo-125M (from its config.json), for random-weight benchmarks."""
+    return GPTNeoConfig(vocab_size=50257, hidden_size=768, num_layers=12, num_heads=12,
+                        attention_types=[[["global", "local"], 6]], max_position_embeddings=2048, window_size=256,
+                        intermediate_size=None, bos_token_id=50256, eos_token_id=50256, tie_word_embeddings=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Write a tiny random GPT-Neo and an offline tokenizer.")
     parser.add_argument("out_dir", help="Folder to write (created if missing).")
