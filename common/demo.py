@@ -18,15 +18,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 from . import offline_model
 from .config import RunConfig, parse_run_config
-from .training import RUN_FILE, run_method
+from .training import RUN_FILE
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 METHODS = ("lora", "soft_prompt", "finetune", "zero_shot")
+ENTRY_POINTS = {"lora": ["train_lora.py"], "soft_prompt": ["train_soft_prompt.py"],
+                "finetune": ["train_finetune.py"], "zero_shot": ["-m", "common.zero_shot"]}
 CONFIG_DIR = PROJECT_ROOT / "configs" / "demo"
 COMPARISON_DIR = "runs/demo/comparison"
 
@@ -61,7 +65,10 @@ def run_all(config_dir: Path, model_path: Path, force: bool) -> list[str]:
             continue
         print(f"\n[{number}/{len(METHODS)}] {method}: running ({cfg.training.output_dir})", flush=True)
         start = time.perf_counter()
-        run_method(cfg)
+        # One process per run, as a user would launch it: peak memory in run.json is then this run's alone.
+        command = [sys.executable, *ENTRY_POINTS[method], "--config", str(config_dir / f"{method}.yaml"),
+                   "--model_name_or_path", str(model_path)]
+        subprocess.run(command, check=True, cwd=PROJECT_ROOT)
         print(f"[{number}/{len(METHODS)}] {method}: done in {time.perf_counter() - start:.0f} s", flush=True)
     return folders
 

@@ -1,0 +1,26 @@
+"""The demo reuses a finished run only when its run.json holds the same resolved config."""
+
+import json
+
+from common.config import parse_run_config
+from common.demo import CONFIG_DIR, METHODS, is_finished, preset_config
+from common.results import write_json
+
+
+def test_is_finished_requires_the_same_config(tmp_path):
+    cfg = parse_run_config("lora", ["--output_dir", str(tmp_path), "--r", "4"])
+    assert not is_finished(cfg)
+    write_json(tmp_path / "run.json", {"config": cfg.to_dict()})
+    assert is_finished(cfg)
+    changed = parse_run_config("lora", ["--output_dir", str(tmp_path), "--r", "8"])
+    assert not is_finished(changed)
+    (tmp_path / "run.json").write_text("{broken")
+    assert not is_finished(cfg)
+
+
+def test_every_demo_method_has_a_preset_for_the_offline_model(tmp_path):
+    for method in METHODS:
+        cfg = preset_config(CONFIG_DIR, method, tmp_path)
+        assert cfg.model.model_name_or_path == str(tmp_path)
+        assert cfg.data.use_chat_template and cfg.data.test_file == "data/sample/test.jsonl"
+        assert cfg.training.output_dir == f"runs/demo/{method}"
