@@ -171,6 +171,10 @@ class ZeroShotArguments:
 class SummarizationTrainingArguments(TrainingArguments):
     """HF TrainingArguments with this toolkit's defaults and a few extra fields."""
 
+    learning_rate: float = field(default=2e-4, metadata={"help": "Peak learning rate (AdamW). Default per method: "
+                                 "lora 2e-4; soft_prompt 3e-2, because prompt tuning moves only a few input "
+                                 "vectors whose gradients are small, so it needs a far larger rate (published "
+                                 "setups use 3e-2 to 0.3); finetune 5e-5, as for full pre-trained weights."})
     eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate (and generate + score ROUGE): "
                                "'no', 'steps' or 'epoch'."})
     save_strategy: str = field(default="epoch", metadata={"help": "When to save checkpoints: 'no', 'steps', 'epoch' "
