@@ -5,8 +5,8 @@ Prompts are token-id lists (see `tokenization.build_prompts`). Each process gene
 stays small, and the shards are gathered back into prompt order, without duplicates, on every process.
 
 Soft prompts are handled without PEFT's prompt-tuning `generate` (wrong on transformers 5.x, and it
-drops position ids): the base model's `generate` receives `inputs_embeds = [virtual tokens; token
-embeddings]` and an attention mask of ones over the virtual tokens followed by the padding mask.
+drops position ids): the base model's `generate` receives, per row, `inputs_embeds = [padding; virtual
+tokens; token embeddings]` and the matching attention mask (see `prompt_after_padding`).
 
 Example:
     >>> prompts = build_prompts(tokenizer, ["An article ..."], data_args)
@@ -52,23 +52,41 @@ def generate_token_batch(model, input_ids: torch.Tensor, attention_mask: torch.T
         base = model.get_base_model()
         embeds = base.get_input_embeddings()(input_ids)
         prompt = model.get_prompt(batch_size=input_ids.shape[0]).to(embeds.dtype)
-        mask = torch.cat([attention_mask.new_ones(input_ids.shape[0], virtual), attention_mask], dim=1)
-        new_tokens = base.generate(inputs_embeds=torch.cat([prompt, embeds], dim=1), attention_mask=mask,
-                                   generation_config=config)
+        embeds, mask = prompt_after_padding(prompt, embeds, attention_mask)
+        new_tokens = base.generate(inputs_embeds=embeds, attention_mask=mask, generation_config=config)
     else:
         output = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
         new_tokens = output[:, input_ids.shape[1]:]
     return [cut_at_eos(row, config.eos_token_id) for row in new_tokens.tolist()]
 
 
-def generate_local(model, tokenizer, prompts: list[list[int]], gen_args: GenerationArguments) -> list[str]:
-    """Generate summaries for `prompts` on this process, in input order."""
+def prompt_after_padding(prompt: torch.Tensor, embeds: torch.Tensor,
+                         attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows `[padding][virtual tokens][text]` from left-padded `[padding][text]` embeddings and mask.
+
+    Not `[virtual tokens][padding][text]`: attention masks the padding either way, but sliding-window
+    attention (GPT-Neo's local layers) counts its window in positions, so padding between the soft
+    prompt and the text would hide the prompt from a padded row's early tokens, unlike the same prompt
+    generated alone.
+    """
+    pads = (attention_mask == 0).sum(dim=1).tolist()
+    ones = attention_mask.new_ones(prompt.shape[1])
+    rows = [torch.cat([e[:k], p, e[k:]]) for e, p, k in zip(embeds, prompt, pads)]
+    masks = [torch.cat([m[:k], ones, m[k:]]) for m, k in zip(attention_mask, pads)]
+    return torch.stack(rows), torch.stack(masks)
+
+
+def generate_local_tokens(model, tokenizer, prompts: list[list[int]], gen_args: GenerationArguments) -> list[list[int]]:
+    """New token ids for `prompts` on this process (EOS and after removed), in input order.
+
+    The longest prompts go first and each batch is left-padded to its own longest prompt only.
+    """
     if not prompts:
         return []
     config = generation_config(gen_args, tokenizer)
     device = next(model.parameters()).device
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
-    results: dict[int, str] = {}
+    results: dict[int, list[int]] = {}
     was_training = model.training
     model.eval()
     try:
@@ -77,11 +95,16 @@ def generate_local(model, tokenizer, prompts: list[list[int]], gen_args: Generat
                 batch = order[start:start + gen_args.generation_batch_size]
                 input_ids, mask = left_pad([prompts[i] for i in batch], tokenizer.pad_token_id)
                 tokens = generate_token_batch(model, input_ids.to(device), mask.to(device), config)
-                for index, row in zip(batch, tokens):
-                    results[index] = tokenizer.decode(row, skip_special_tokens=True).strip()
+                results.update(zip(batch, tokens))
     finally:
         model.train(was_training)
     return [results[i] for i in range(len(prompts))]
+
+
+def generate_local(model, tokenizer, prompts: list[list[int]], gen_args: GenerationArguments) -> list[str]:
+    """Generate summaries for `prompts` on this process, in input order."""
+    return [tokenizer.decode(row, skip_special_tokens=True).strip()
+            for row in generate_local_tokens(model, tokenizer, prompts, gen_args)]
 
 
 def generate_summaries(model, tokenizer, prompts: list[list[int]], gen_args: GenerationArguments) -> list[str]:

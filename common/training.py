@@ -89,7 +89,7 @@ def label_position_loss(model, inputs: dict, virtual_tokens: int = 0, num_items_
     keep = next_labels != IGNORE_INDEX
     position_mask = F.pad(keep, (virtual_tokens, 1), value=False)
     outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                    logits_to_keep=position_mask)
+                    logits_to_keep=position_mask, use_cache=False)  # a cache would copy all keys and values
     loss = F.cross_entropy(outputs.logits.float(), next_labels[keep], reduction="sum")
     denominator = num_items_in_batch if num_items_in_batch is not None else keep.sum().clamp(min=1)
     return loss / denominator
@@ -169,10 +169,29 @@ def build_trainer(cfg: RunConfig, model, tokenizer, splits) -> SummarizationTrai
         prompts = build_prompts(tokenizer, sample["article"], cfg.data)
         callbacks.append(GenerateAndScoreCallback(tokenizer, prompts, list(sample["summary"]), cfg.generation))
     # The Trainer's own Hub push would upload every checkpoint; we push one prepared folder at the end.
-    args = dataclasses.replace(cfg.training, push_to_hub=False) if cfg.training.push_to_hub else cfg.training
+    # Checkpointing is switched on here rather than by the Trainer (see enable_activation_checkpointing).
+    overrides = {"push_to_hub": False} if cfg.training.push_to_hub else {}
+    if cfg.training.activation_checkpointing:
+        enable_activation_checkpointing(model, cfg.training.activation_checkpointing_kwargs)
+        overrides.update(activation_checkpointing=False, gradient_checkpointing=False)
+    args = dataclasses.replace(cfg.training, **overrides) if overrides else cfg.training
     return SummarizationTrainer(model=model, args=args, train_dataset=train, eval_dataset=evaluation,
                                 data_collator=PaddingCollator(pad_id=tokenizer.pad_token_id),
                                 processing_class=tokenizer, callbacks=callbacks)
+
+
+def enable_activation_checkpointing(model, checkpoint_kwargs: dict | None = None) -> None:
+    """Recompute each block's activations during the backward pass (--gradient_checkpointing).
+
+    transformers also hooks the input embeddings so that their output requires grad, which only the
+    reentrant variant needs. With the non-reentrant variant (the default) the hook is removed: it would
+    make last-layer fine-tuning run a backward pass through every frozen block. The gradients are the
+    same either way; tests/test_performance_paths.py checks both.
+    """
+    checkpoint_kwargs = {"use_reentrant": False, **(checkpoint_kwargs or {})}
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs=checkpoint_kwargs)
+    if not checkpoint_kwargs["use_reentrant"]:
+        model.disable_input_require_grads()
 
 
 def train_model(trainer: SummarizationTrainer, cfg: RunConfig) -> dict:
@@ -192,11 +211,24 @@ def predict_test(model, tokenizer, test_split, cfg: RunConfig) -> tuple[list[str
     """Summaries for the test split and the generation throughput."""
     prompts = build_prompts(tokenizer, test_split["article"], cfg.data)
     start = time.perf_counter()
-    predictions = generate_summaries(model, tokenizer, prompts, cfg.generation)
+    predictions = generate_summaries(merged_for_generation(model), tokenizer, prompts, cfg.generation)
     wall = time.perf_counter() - start
     generated = sum(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in predictions)
     return predictions, {"generation_wall_time_s": round(wall, 3), "generated_tokens": generated,
                          "generation_tokens_per_s": round(generated / wall, 2) if wall > 0 else None}
+
+
+def merged_for_generation(model):
+    """A LoRA model merged into a copy of its weights, else the model itself.
+
+    Same logits up to float rounding (tests/test_resume_export_hub.py), without the two extra adapter
+    matmuls per linear layer at every decoding step, which on CPU roughly double generation time.
+    """
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel) and model.active_peft_config.peft_type.value == "LORA":
+        return copy.deepcopy(model).merge_and_unload()
+    return model
 
 
 def run_method(cfg: RunConfig) -> dict:

@@ -1,0 +1,487 @@
+"""Training and generation throughput of each method against a naive first implementation, in one run.
+
+    HF_HUB_OFFLINE=1 python benchmarks/benchmark.py --model tiny           # smoke test, about a minute
+    HF_HUB_OFFLINE=1 python benchmarks/benchmark.py --model gpt-neo-125m   # GPT-Neo-125M shape, random weights
+    HF_HUB_OFFLINE=1 python benchmarks/benchmark.py --model offline        # converted SmolLM2-135M-Instruct
+    python benchmarks/benchmark.py --model gpt-neo-125m --device cuda --dtype bf16
+
+For each method (lora, soft_prompt, finetune), on the same examples and in the same process, with the
+two paths interleaved step by step so that a busy machine slows both alike:
+
+- ours:  the project's path. parse_run_config -> build_method -> build_trainer; batches from the
+         Trainer's length-grouped dataloader and PaddingCollator (dynamic padding); trainer.training_step
+         (SummarizationTrainer.compute_loss -> label_position_loss, LM head only at labelled positions);
+         the Trainer's AdamW. Generation: common.generation.generate_local_tokens (what generate_local
+         decodes): length-sorted, left-padded batches, KV cache, a row stops at EOS.
+- naive: what a first implementation does: the same examples padded to the longest possible example
+         (template + max_source_length + max_target_length tokens), model(**batch, labels=labels).loss
+         (full-vocabulary logits at every position), AdamW; generation one prompt at a time.
+
+FLOPs counted are those the method must do, for the batch's non-pad tokens (the same count for both paths):
+  every nn.Linear (base, LoRA A/B, LM head) with R rows (body: non-pad + virtual tokens; LM head: the
+  labelled positions only) costs 2*in*out*R forward, + 2*in*out*R if its input depends on a trainable
+  tensor (input gradient), + 2*in*out*R if its weight trains (weight gradient). Which applies is read
+  from requires_grad in forward hooks on a probe batch. Attention (QK^T and AV) per layer and sequence of
+  length L costs 4*d*P forward with P = sum_i min(i+1, window) causal pairs (GPT-Neo's local layers see
+  256 keys), x3 when the block's output needs a gradient. Norms, activations, softmax, dropout and the
+  optimizer are not counted. So finetune counts forward only for the frozen blocks; LoRA and soft prompt
+  count input gradients through every block but weight gradients only for the adapters / prompt.
+"Matmul peak" is the best of torch.mm at 2048^3 and at (batch tokens x d x 4d), measured in this run.
+
+gpt-neo-125m turns articles into ids with the SmolLM2 tokenizer of the offline model folder (49,152 ids,
+all inside GPT-Neo's 50,257, so no mapping is needed; byte-level BPE of similar granularity to GPT-2's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import ctypes
+import dataclasses
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from common.config import METHOD_DEFAULTS, parse_run_config  # noqa: E402
+from common.data import load_splits  # noqa: E402
+from common.generation import generate_local_tokens, generate_token_batch, generation_config  # noqa: E402
+from common.methods import build_method, num_virtual_tokens, transformer_blocks  # noqa: E402
+from common.results import package_versions, write_json  # noqa: E402
+from common.tokenization import IGNORE_INDEX, PaddingCollator, build_prompts, make_prompt_parts  # noqa: E402
+from common.training import build_trainer, load_base_model, load_tokenizer  # noqa: E402
+
+METHODS = ("lora", "soft_prompt", "finetune")
+SEED_TRAIN_EXAMPLES, SEED_TEST_EXAMPLES = 21_000, 3_000
+DATA_DIRS = (Path("/work/shared/data/cnn_dailymail"), ROOT / "data" / "sample")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Ours vs a naive loop: training tokens/s, s/step, peak memory, "
+                                     "FLOP/s vs measured matmul peak, generation tokens/s.")
+    parser.add_argument("--model", choices=["tiny", "gpt-neo-125m", "offline"], default="tiny",
+                        help="tiny: 2-block random GPT-Neo; gpt-neo-125m: its architecture with random weights; "
+                        "offline: the converted SmolLM2-135M-Instruct folder (python -m common.offline_model).")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda.")
+    parser.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
+                        help="Autocast dtype for both paths (fp32 weights); bf16/fp16 only on a GPU.")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="Methods to time.")
+    parser.add_argument("--batch_size", type=int, default=4, help="Training examples per step.")
+    parser.add_argument("--steps", type=int, default=3, help="Timed training steps per path and method.")
+    parser.add_argument("--warmup", type=int, default=1, help="Untimed training steps first.")
+    parser.add_argument("--train_pool", type=int, default=100, help="Train examples the length-grouped sampler "
+                        "draws batches from.")
+    parser.add_argument("--max_source_length", type=int, default=512, help="Article tokens kept (seed: 512).")
+    parser.add_argument("--max_target_length", type=int, default=128, help="Summary tokens kept (seed: 128).")
+    parser.add_argument("--gen_examples", type=int, default=8, help="Test articles summarised per path.")
+    parser.add_argument("--gen_batch_size", type=int, default=8, help="Ours: prompts per generate call.")
+    parser.add_argument("--max_new_tokens", type=int, default=128, help="Tokens generated per summary (seed: 128).")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's).")
+    parser.add_argument("--data_dir", default=None, help="Folder with train.jsonl and test.jsonl (id, article, "
+                        "highlights); default: the shared CNN/DailyMail rows, else data/sample.")
+    parser.add_argument("--out", default=None, help="JSON file (default benchmarks/results/<machine>-<model>.json, "
+                        "with -<N>thread appended when --threads is given).")
+    return parser
+
+
+def main(args: argparse.Namespace) -> dict:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir, tokenizer_dir, make_base = model_source(args.model, Path(tmp))
+        peaks = [matmul_peak(args, 2048, 2048, 2048)]
+        methods = {}
+        for method in args.methods:
+            cfg = run_config(args, method, model_dir, tokenizer_dir, Path(tmp))
+            methods[method] = bench_method(args, cfg, make_base, peaks)
+    peak = max(p["flop_per_s"] for p in peaks)
+    for result in methods.values():
+        for path in ("ours", "naive"):
+            result[path]["matmul_fraction"] = result[path]["flop_per_s"] / peak
+    results = {"machine": machine_name(args.device), "device": device_description(args.device),
+               "model": args.model, "dtype": args.dtype, "torch_threads": torch.get_num_threads(),
+               "load_average_before": load_before, "load_average_after": os.getloadavg(),
+               "settings": vars(args), "matmul_peak_flop_per_s": peak, "matmul_measurements": peaks,
+               "methods": methods, "projections": projections(methods), "versions": package_versions()}
+    print_report(results)
+    threads = f"-{args.threads}thread" if args.threads else ""
+    out = Path(args.out or ROOT / "benchmarks" / "results" / f"{results['machine']}-{args.model}{threads}.json")
+    write_json(out, results)
+    print(f"\nWritten to {out}")
+    return results
+
+
+def model_source(name: str, tmp: Path):
+    """(model folder or None, tokenizer folder, function building a fresh fp32 base model)."""
+    if name == "tiny":
+        from common.tiny_model import write_tiny_model
+
+        folder = str(write_tiny_model(tmp / "tiny"))
+        return folder, folder, None
+    from common.offline_model import ensure_model
+
+    smollm = str(ensure_model())
+    if name == "offline":
+        return smollm, smollm, None
+    from transformers import GPTNeoForCausalLM
+
+    from common.tiny_model import gpt_neo_125m_config
+
+    torch.manual_seed(0)
+    base = GPTNeoForCausalLM(gpt_neo_125m_config()).eval()
+    return None, smollm, lambda: copy.deepcopy(base)
+
+
+def data_dir(args) -> Path:
+    if args.data_dir:
+        return Path(args.data_dir)
+    return next(d for d in DATA_DIRS if (d / "train.jsonl").is_file() and (d / "test.jsonl").is_file())
+
+
+def run_config(args, method: str, model_dir, tokenizer_dir: str, tmp: Path):
+    """The RunConfig a training script would parse for this benchmark's sizes."""
+    data = data_dir(args)
+    flags = ["--model_name_or_path", model_dir or tokenizer_dir, "--tokenizer_name_or_path", tokenizer_dir,
+             "--train_file", str(data / "train.jsonl"), "--validation_file", str(data / "test.jsonl"),
+             "--test_file", str(data / "test.jsonl"), "--max_train_samples", str(args.train_pool),
+             "--max_eval_samples", "1", "--max_test_samples", str(args.gen_examples),
+             "--max_source_length", str(args.max_source_length), "--max_target_length", str(args.max_target_length),
+             "--max_new_tokens", str(args.max_new_tokens), "--generation_batch_size", str(args.gen_batch_size),
+             "--per_device_train_batch_size", str(args.batch_size), "--output_dir", str(tmp / method),
+             "--eval_strategy", "no", "--save_strategy", "no", "--num_eval_generate", "0", "--report_to", "none",
+             "--dataloader_num_workers", "0", "--use_cpu", str(args.device == "cpu"),
+             "--bf16", str(args.dtype == "bf16"), "--fp16", str(args.dtype == "fp16")]
+    if args.model == "offline":
+        flags.append("--use_chat_template")
+    return parse_run_config(method, flags)
+
+
+def bench_method(args, cfg, make_base, peaks: list) -> dict:
+    """Build the method once and time ours and naive on the same model, batches and prompts."""
+    tokenizer = load_tokenizer(cfg.model)
+    splits, _ = load_splits(cfg.data)
+    base = make_base() if make_base else load_base_model(cfg.model)
+    model = build_method(cfg.method_name, base, cfg.method, cfg.model).to(args.device)
+    trainer = build_trainer(cfg, model, tokenizer, splits)
+    batches = draw_batches(trainer, args.warmup + args.steps)
+    peaks.append(matmul_peak(args, batches[0]["input_ids"].numel(), model.config.hidden_size,
+                             4 * model.config.hidden_size))
+    print(f"\n{cfg.method_name}: batches of {[tuple(b['input_ids'].shape) for b in batches]} "
+          f"(naive pads to {naive_length(tokenizer, cfg.data)})", flush=True)
+    flops = FlopCounter(model, batches[0])
+    train = time_training(args, trainer, model, tokenizer, cfg, batches, flops)
+    prompts = build_prompts(tokenizer, splits["test"]["article"], cfg.data)
+    generation = time_generation(args, model, tokenizer, prompts, cfg, naive_first=len(peaks) % 2 == 1)
+    result = {path: {**train[path], **generation[path]} for path in ("ours", "naive")}
+    result["same_generations"] = generation["same_generations"]
+    result["mean_train_tokens_per_example"] = sum(trainer.train_dataset["length"]) / len(trainer.train_dataset)
+    result["ratio"] = {key: result["ours"][key] / result["naive"][key]
+                       for key in ("train_tokens_per_s", "gen_tokens_per_s")}
+    return result
+
+
+def draw_batches(trainer, count: int) -> list[dict]:
+    """The first `count` batches of the Trainer's own length-grouped dataloader (cycled if it runs out)."""
+    batches = []
+    while len(batches) < count:
+        batches.extend(batch for batch, _ in zip(trainer.get_train_dataloader(), range(count - len(batches))))
+    return [{k: v.to(trainer.args.device) for k, v in batch.items()} for batch in batches]
+
+
+def naive_length(tokenizer, data_args) -> int:
+    """The longest example the settings allow: template + max_source_length + max_target_length."""
+    parts = make_prompt_parts(tokenizer, data_args)
+    return len(parts.prefix_ids) + data_args.max_source_length + len(parts.suffix_ids) + data_args.max_target_length
+
+
+def naive_batch(batch: dict, pad_id: int, length: int) -> dict:
+    """The same rows right-padded to `length`, as a first implementation's fixed-length padding does."""
+    rows = [{"input_ids": ids[: n].tolist(), "labels": labels[: n].tolist()}
+            for ids, labels, n in zip(batch["input_ids"], batch["labels"], batch["attention_mask"].sum(1))]
+    padded = PaddingCollator(pad_id=pad_id, pad_to_multiple_of=length)(rows)
+    return {k: v.to(batch["input_ids"].device) for k, v in padded.items()}
+
+
+def time_training(args, trainer, model, tokenizer, cfg, batches, flops) -> dict:
+    """Interleave ours and naive steps (alternating which goes first); time the steps after warm-up."""
+    length = naive_length(tokenizer, cfg.data)
+    naive_batches = [naive_batch(b, tokenizer.pad_token_id, length) for b in batches]
+    params = [p for p in model.parameters() if p.requires_grad]
+    trainer.create_optimizer()
+    steps = {"ours": lambda b: ours_step(trainer, model, params, b),
+             "naive": naive_stepper(model, params, cfg.training)}
+    inputs = {"ours": batches, "naive": naive_batches}
+    records, memory = {"ours": [], "naive": []}, {}
+    for i in range(len(batches)):
+        for path in (("ours", "naive") if i % 2 == 0 else ("naive", "ours")):
+            # Memory is read on the first (longest) batch only: handing freed heap back to the OS before a
+            # step makes that step page it in again, which would slow the timed steps.
+            seconds, used = timed(args, lambda: steps[path](inputs[path][i]), release_heap=i == 0)
+            memory.setdefault(path, used)
+            if i >= args.warmup:
+                records[path].append((seconds, batches[i]))
+    return {path: summarize_training(rows, memory[path], flops) for path, rows in records.items()}
+
+
+def ours_step(trainer, model, params, batch) -> None:
+    items = (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
+    with autocast(trainer.args):
+        trainer.training_step(model, batch, items)
+    clip_and_step(trainer.optimizer, params, trainer.args.max_grad_norm)
+
+
+def naive_stepper(model, params, training_args):
+    optimizer = torch.optim.AdamW(params, lr=training_args.learning_rate)
+
+    def step(batch) -> None:
+        model.train()
+        with autocast(training_args):
+            loss = model(**batch).loss
+        loss.backward()
+        clip_and_step(optimizer, params, training_args.max_grad_norm)
+
+    return step
+
+
+def clip_and_step(optimizer, params, max_grad_norm) -> None:
+    if max_grad_norm:
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def autocast(training_args):
+    """bf16/fp16 autocast on a GPU, as the Trainer's accelerator applies it; nothing in fp32."""
+    if training_args.bf16 or training_args.fp16:
+        dtype = torch.bfloat16 if training_args.bf16 else torch.float16
+        return torch.autocast(training_args.device.type, dtype=dtype)
+    return contextlib.nullcontext()
+
+
+def timed(args, fn, release_heap: bool = True) -> tuple[float, tuple[int, int]]:
+    """(seconds, (peak, peak - before) memory in bytes) of fn(). CPU: the whole process's resident memory."""
+    reset_peak_memory(args.device, release_heap)
+    before = current_memory(args.device)
+    synchronize(args.device)
+    start = time.perf_counter()
+    fn()
+    synchronize(args.device)
+    seconds, peak = time.perf_counter() - start, read_peak_memory(args.device)
+    return seconds, (peak, peak - before)
+
+
+def summarize_training(rows, memory: tuple[int, int], flops) -> dict:
+    seconds = sum(r[0] for r in rows)
+    tokens = sum(int(r[1]["attention_mask"].sum()) for r in rows)
+    counted = sum(flops.step(r[1]) for r in rows)
+    return {"train_tokens_per_s": tokens / seconds, "s_per_step": seconds / len(rows),
+            "step_times_s": [round(r[0], 3) for r in rows],
+            "train_peak_memory_mib": memory[0] / 2**20,  # whole process (CPU) / torch's allocations (CUDA)
+            "train_step_memory_mib": memory[1] / 2**20,  # the step's own rise above what was held before it
+            "flop_per_step": counted / len(rows), "flop_per_s": counted / seconds}
+
+
+def time_generation(args, model, tokenizer, prompts, cfg, naive_first: bool) -> dict:
+    """Ours (batched generate_local_tokens) and naive (one prompt at a time), same greedy settings."""
+    paths = {"ours": lambda p, g: generate_local_tokens(model, tokenizer, p, g),
+             "naive": lambda p, g: naive_generate(model, tokenizer, p, g)}
+    warmup = dataclasses.replace(cfg.generation, max_new_tokens=2)
+    results = {}
+    for path in sorted(paths, reverse=not naive_first):
+        paths[path](prompts[:1], warmup)  # first-call allocations
+        holder = {}
+        seconds, memory = timed(args, lambda: holder.update(tokens=paths[path](prompts, cfg.generation)))
+        generated = sum(len(row) for row in holder["tokens"])
+        results[path] = {"gen_tokens_per_s": generated / seconds, "gen_seconds": seconds,
+                         "gen_tokens": generated, "gen_prompts": len(prompts), "gen_peak_memory_mib": memory[0] / 2**20,
+                         "gen_mean_prompt_tokens": sum(map(len, prompts)) / len(prompts), "tokens": holder["tokens"]}
+    same = sum(a == b for a, b in zip(results["ours"].pop("tokens"), results["naive"].pop("tokens")))
+    return {**results, "same_generations": f"{same}/{len(prompts)}"}
+
+
+def naive_generate(model, tokenizer, prompts, gen_args) -> list[list[int]]:
+    """One prompt per generate call (no padding, no batching): what a first loop over the test set does."""
+    config = generation_config(gen_args, tokenizer)
+    device = next(model.parameters()).device
+    model.eval()
+    with torch.inference_mode():
+        rows = []
+        for prompt in prompts:
+            ids = torch.tensor([prompt], device=device)
+            rows.extend(generate_token_batch(model, ids, torch.ones_like(ids), config))
+    return rows
+
+
+class FlopCounter:
+    """Counts the FLOPs a method must do per batch (see the module docstring for the formula)."""
+
+    def __init__(self, model, probe_batch: dict):
+        self.virtual = num_virtual_tokens(model)
+        config = model.config
+        self.hidden = config.hidden_size
+        heads = getattr(config, "num_attention_heads", None) or config.num_heads
+        self.attn_dim = heads * (getattr(config, "head_dim", None) or self.hidden // heads)
+        layers = getattr(config, "attention_layers", None)
+        self.windows = [config.window_size if kind == "local" else None for kind in layers] if layers else \
+            [getattr(config, "sliding_window", None)] * config.num_hidden_layers
+        self.body, self.head, self.block_grads = self._probe(model, probe_batch)
+
+    def _probe(self, model, batch):
+        """Per-row FLOPs of the body and of the LM head, and which blocks pass a gradient, read from hooks."""
+        head = model.get_output_embeddings()
+        uses, grads, hooks = {"body": 0, "head": 0}, [], []
+
+        def on_linear(module, inputs, output):
+            passes = 1 + inputs[0].requires_grad + module.weight.requires_grad
+            uses["head" if module is head else "body"] += 2 * module.in_features * module.out_features * passes
+
+        def on_block(module, inputs, output):
+            grads.append((output[0] if isinstance(output, tuple) else output).requires_grad)
+
+        hooks += [m.register_forward_hook(on_linear) for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        hooks += [b.register_forward_hook(on_block) for b in transformer_blocks(model)]
+        model.train()
+        try:
+            with torch.enable_grad():
+                model(input_ids=batch["input_ids"][:1, :8], attention_mask=batch["attention_mask"][:1, :8],
+                      logits_to_keep=1)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return uses["body"], uses["head"], grads
+
+    def step(self, batch: dict) -> float:
+        lengths = (batch["attention_mask"].sum(1) + self.virtual).tolist()
+        labelled = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+        attention = sum(4 * self.attn_dim * causal_pairs(n, window) * (3 if grad else 1)
+                        for n in lengths for window, grad in zip(self.windows, self.block_grads))
+        return self.body * sum(lengths) + self.head * labelled + attention
+
+
+def causal_pairs(length: int, window: int | None) -> int:
+    """Query-key pairs of causal attention over `length` tokens, each seeing at most `window` keys."""
+    if window is None or window >= length:
+        return length * (length + 1) // 2
+    return window * (window + 1) // 2 + (length - window) * window
+
+
+def matmul_peak(args, m: int, k: int, n: int, repeats: int = 5) -> dict:
+    """Best dense matmul throughput of (m x k) @ (k x n) in the benchmark's dtype."""
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
+    a = torch.randn(m, k, device=args.device, dtype=dtype)
+    b = torch.randn(k, n, device=args.device, dtype=dtype)
+    best = float("inf")
+    for _ in range(repeats + 1):
+        synchronize(args.device)
+        start = time.perf_counter()
+        torch.mm(a, b)
+        synchronize(args.device)
+        best = min(best, time.perf_counter() - start)
+    return {"shape": [m, k, n], "flop_per_s": 2 * m * k * n / best, "load_average": os.getloadavg()[0]}
+
+
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def reset_peak_memory(device: str, release_heap: bool) -> None:
+    """CUDA: reset torch's peak. CPU: optionally hand freed heap back to the OS (so an earlier step's freed
+    buffers do not count), then reset the process's peak resident memory (VmHWM, Linux)."""
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+        return
+    if release_heap:
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def current_memory(device: str) -> int:
+    if device.startswith("cuda"):
+        return torch.cuda.memory_allocated()
+    return _proc_status_kib("VmRSS:") * 1024
+
+
+def read_peak_memory(device: str) -> int:
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated()
+    return _proc_status_kib("VmHWM:") * 1024
+
+
+def _proc_status_kib(field: str) -> int:
+    """A memory field of /proc/self/status in KiB (0 where there is none)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field):
+            return int(line.split()[1])
+    return 0
+
+
+def projections(methods: dict) -> dict:
+    """Hours for the seed's full runs at the measured rates: 21,000 examples x the method's epochs; 3,000 summaries."""
+    result = {}
+    for method, r in methods.items():
+        epochs = METHOD_DEFAULTS[method]["num_train_epochs"]
+        train_tokens = SEED_TRAIN_EXAMPLES * epochs * r["mean_train_tokens_per_example"]
+        gen_tokens = SEED_TEST_EXAMPLES * r["ours"]["gen_tokens"] / r["ours"]["gen_prompts"]
+        result[method] = {"epochs": epochs, **{
+            f"{path}_{what}_hours": value / r[path][rate] / 3600
+            for path in ("ours", "naive")
+            for what, value, rate in (("train", train_tokens, "train_tokens_per_s"),
+                                      ("generate_test", gen_tokens, "gen_tokens_per_s"))}}
+    return result
+
+
+def machine_name(device: str) -> str:
+    """A file-name slug: the GPU's name, or the CPU count and model (e.g. cpu2-amd-epyc)."""
+    name = device_description(device).split(",")[0] if device.startswith("cuda") else \
+        f"cpu{os.cpu_count()} {device_description(device).split(',')[0]}"
+    return "-".join("".join(c if c.isalnum() else " " for c in name.lower()).split())
+
+
+def device_description(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name()
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    return f"{model}, {os.cpu_count()} CPU cores"
+
+
+def print_report(results: dict) -> None:
+    print(f"\n{results['device']} | model {results['model']} | {results['dtype']} | "
+          f"{results['torch_threads']} threads | matmul peak {results['matmul_peak_flop_per_s'] / 1e9:.0f} GFLOP/s | "
+          f"load {results['load_average_before'][0]:.2f} -> {results['load_average_after'][0]:.2f}")
+    header = ("method", "path", "train tok/s", "s/step", "peak MiB (step)", "GFLOP/step", "GFLOP/s", "% matmul",
+              "gen tok/s", "same gen")
+    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    for method, r in results["methods"].items():
+        for path in ("ours", "naive"):
+            p = r[path]
+            print(f"| {method} | {path} | {p['train_tokens_per_s']:.0f} | {p['s_per_step']:.2f} | "
+                  f"{p['train_peak_memory_mib']:.0f} ({p['train_step_memory_mib']:.0f}) | "
+                  f"{p['flop_per_step'] / 1e9:.0f} | {p['flop_per_s'] / 1e9:.1f} | "
+                  f"{100 * p['matmul_fraction']:.0f}% | {p['gen_tokens_per_s']:.1f} | "
+                  f"{r['same_generations'] if path == 'ours' else ''} |")
+        print(f"| {method} | ours/naive | {r['ratio']['train_tokens_per_s']:.2f}x | | | | | | "
+              f"{r['ratio']['gen_tokens_per_s']:.2f}x | |")
+    print("\nProjected hours at these rates (seed: 21,000 train examples x epochs; 3,000 test summaries):")
+    for method, p in results["projections"].items():
+        print(f"  {method} ({p['epochs']} epochs): train {p['ours_train_hours']:.1f} h ours vs "
+              f"{p['naive_train_hours']:.1f} h naive; test generation {p['ours_generate_test_hours']:.2f} h ours vs "
+              f"{p['naive_generate_test_hours']:.2f} h naive")
+
+
+if __name__ == "__main__":
+    main(make_parser().parse_args())
