@@ -350,7 +350,8 @@ class FlopCounter:
             grads.append((output[0] if isinstance(output, tuple) else output).requires_grad)
 
         hooks += [m.register_forward_hook(on_linear) for m in model.modules() if isinstance(m, torch.nn.Linear)]
-        hooks += [b.register_forward_hook(on_block) for b in transformer_blocks(model)]
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT wraps the model
+        hooks += [b.register_forward_hook(on_block) for b in transformer_blocks(base)]
         model.train()
         try:
             with torch.enable_grad():
