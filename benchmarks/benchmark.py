@@ -1,8 +1,8 @@
 """Training and generation throughput of each method against a naive first implementation, in one run.
 
-    HF_HUB_OFFLINE=1 python benchmarks/benchmark.py --model tiny           # smoke test, about a minute
-    HF_HUB_OFFLINE=1 python benchmarks/benchmark.py --model gpt-neo-125m   # GPT-Neo-125M shape, random weights
-    HF_HUB_OFFLINE=1 python benchmarks/benchmark.py --model offline        # converted SmolLM2-135M-Instruct
+    HF_HUB_OFFLINE=1 python benchmarks/benchmark.py --model tiny           # smoke test, ~15 s
+    HF_HUB_OFFLINE=1 python benchmarks/benchmark.py --model gpt-neo-125m   # GPT-Neo-125M shape, random weights, ~7 min
+    HF_HUB_OFFLINE=1 python benchmarks/benchmark.py --model offline        # converted SmolLM2-135M-Instruct, ~9 min
     python benchmarks/benchmark.py --model gpt-neo-125m --device cuda --dtype bf16
 
 For each method (lora, soft_prompt, finetune), on the same examples and in the same process, with the
@@ -27,6 +27,9 @@ FLOPs counted are those the method must do, for the batch's non-pad tokens (the 
   optimizer are not counted. So finetune counts forward only for the frozen blocks; LoRA and soft prompt
   count input gradients through every block but weight gradients only for the adapters / prompt.
 "Matmul peak" is the best of torch.mm at 2048^3 and at (batch tokens x d x 4d), measured in this run.
+Run it on a quiet machine and compare the load averages it prints: with other jobs on the same cores,
+OpenMP threads wait on descheduled peers and small operations slow down many times over (--threads 1
+then gives clean one-core figures).
 
 gpt-neo-125m turns articles into ids with the SmolLM2 tokenizer of the offline model folder (49,152 ids,
 all inside GPT-Neo's 50,257, so no mapping is needed; byte-level BPE of similar granularity to GPT-2's).
@@ -182,7 +185,8 @@ def bench_method(args, cfg, make_base, peaks: list) -> dict:
     flops = FlopCounter(model, batches[0])
     train = time_training(args, trainer, model, tokenizer, cfg, batches, flops)
     prompts = build_prompts(tokenizer, splits["test"]["article"], cfg.data)
-    generation = time_generation(args, model, tokenizer, prompts, cfg, naive_first=len(peaks) % 2 == 1)
+    naive_first = len(peaks) % 2 == 1  # alternates from one method to the next (one peak is added per method)
+    generation = time_generation(args, model, tokenizer, prompts, cfg, naive_first)
     result = {path: {**train[path], **generation[path]} for path in ("ours", "naive")}
     result["same_generations"] = generation["same_generations"]
     result["mean_train_tokens_per_example"] = sum(trainer.train_dataset["length"]) / len(trainer.train_dataset)

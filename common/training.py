@@ -222,7 +222,7 @@ def merged_for_generation(model):
     """A LoRA model merged into a copy of its weights, else the model itself.
 
     Same logits up to float rounding (tests/test_resume_export_hub.py), without the two extra adapter
-    matmuls per linear layer at every decoding step, which on CPU roughly double generation time.
+    matmuls per linear layer at every decoding step (about 8% of CPU generation time on GPT-Neo-125M).
     """
     from peft import PeftModel
 
