@@ -18,7 +18,7 @@ from transformers import TrainerCallback
 
 from .config import GenerationArguments
 from .generation import generate_summaries, unwrap_peft
-from .metrics import rouge_scores
+from .metrics import mean_words, rouge_scores
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class GenerateAndScoreCallback(TrainerCallback):
             return
         predictions = generate_summaries(unwrap_peft(model), self.tokenizer, self.prompts, self.gen_args)
         scores = {f"eval_{key}": round(value, 4) for key, value in rouge_scores(predictions, self.references).items()}
-        scores["eval_gen_len_words"] = round(sum(len(p.split()) for p in predictions) / len(predictions), 2)
+        scores["eval_gen_len_words"] = round(mean_words(predictions), 2)
         metrics.update(scores)
         state.log_history.append({**scores, "epoch": state.epoch, "step": state.global_step})
         if state.is_world_process_zero:

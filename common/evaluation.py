@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import ROUGE_KEYS, clean_prediction, rouge_per_example, split_sentences
+from .metrics import ROUGE_KEYS, clean_prediction, mean_words, rouge_per_example, split_sentences
 from .predictions import (PREDICTIONS_FILE, RUN_FILE, InputError, csv_ids, read_predictions_csv,
                           read_run_json, text_column)
 from .stats import bootstrap_ci, paired_permutation_test
@@ -231,9 +231,6 @@ def add_lead3(systems: list[System], keys: list[str]) -> tuple[list[System], Ski
     return [*systems, baseline], None
 
 
-def _mean_words(texts: list[str]) -> float:
-    return float(np.mean([len(t.split()) for t in texts])) if texts else float("nan")
-
 
 def score_system(system: System, keys: list[str], samples: int, seed: int) -> Scored:
     """ROUGE per example on `keys`, the means and bootstrap CIs, empty predictions and mean lengths.
@@ -252,7 +249,7 @@ def score_system(system: System, keys: list[str], samples: int, seed: int) -> Sc
                   means={k: float(m) for k, m in zip(ROUGE_KEYS, scores.mean(axis=0))},
                   ci={k: (float(lo), float(hi)) for k, (lo, hi) in zip(ROUGE_KEYS, intervals)},
                   empty_predictions=sum(not p.strip() for p in predictions),
-                  mean_words=(_mean_words(predictions), _mean_words(references)))
+                  mean_words=(mean_words(predictions), mean_words(references)))
 
 
 def compare_pair(a: Scored, b: Scored, samples: int, seed: int) -> dict:

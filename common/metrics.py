@@ -52,6 +52,16 @@ def clean_prediction(value) -> str:
     return value if isinstance(value, str) else str(value)
 
 
+def mean_words(texts: list[str]) -> float:
+    """Mean whitespace-separated word count (NaN for no texts).
+
+    Example:
+        >>> mean_words(["a b", "c d e f"])
+        3.0
+    """
+    return sum(len(clean_prediction(t).split()) for t in texts) / len(texts) if len(texts) else math.nan
+
+
 def rouge_per_example(predictions: list[str], references: list[str]) -> list[dict[str, float]]:
     """F1 x 100 of each key for each (prediction, reference) pair."""
     if len(predictions) != len(references):

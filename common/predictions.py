@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from .results import PREDICTIONS_FILE, RUN_FILE  # noqa: F401 - re-exported for evaluation
+
 REQUIRED_COLUMNS = ("Predicted Summary", "Actual Summary")
-PREDICTIONS_FILE = "predictions_test.csv"
-RUN_FILE = "run.json"
 
 
 class InputError(ValueError):

@@ -25,6 +25,8 @@ import pandas as pd
 import torch
 
 PREDICTION_COLUMNS = ("id", "Article", "Actual Summary", "Predicted Summary")
+PREDICTIONS_FILE = "predictions_test.csv"
+RUN_FILE = "run.json"
 PACKAGES = ("torch", "transformers", "peft", "accelerate", "datasets", "rouge-score", "safetensors", "tokenizers")
 
 

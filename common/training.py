@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-import math
 import os
 import time
 from pathlib import Path
@@ -33,14 +32,13 @@ from .data import SPLITS, HubUnreachableError, LOCAL_PATH_HINT, ensure_hub_reach
 from .generation import generate_summaries, unwrap_peft
 from .hub import prepare_hub_folder, push_folder
 from .methods import build_method, count_parameters, num_virtual_tokens, save_trained
-from .metrics import rouge_scores
-from .results import folder_size_bytes, package_versions, peak_memory, write_json, write_predictions_csv
+from .metrics import mean_words, rouge_scores
+from .results import (PREDICTIONS_FILE, RUN_FILE, folder_size_bytes, package_versions, peak_memory, write_json,
+                      write_predictions_csv)
 from .tokenization import IGNORE_INDEX, PaddingCollator, build_prompts, tokenize_for_training
 
 logger = logging.getLogger(__name__)
 ADAPTER_DIR = "adapter"
-PREDICTIONS_FILE = "predictions_test.csv"
-RUN_FILE = "run.json"
 
 
 def from_pretrained_or_explain(loader, name: str, what: str, **kwargs):
@@ -211,7 +209,7 @@ def predict_test(model, tokenizer, test_split, cfg: RunConfig) -> tuple[list[str
     """Summaries for the test split and the generation throughput."""
     prompts = build_prompts(tokenizer, test_split["article"], cfg.data)
     start = time.perf_counter()
-    predictions = generate_summaries(merged_for_generation(model), tokenizer, prompts, cfg.generation)
+    predictions = generate_summaries(model, tokenizer, prompts, cfg.generation)
     wall = time.perf_counter() - start
     generated = sum(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in predictions)
     return predictions, {"generation_wall_time_s": round(wall, 3), "generated_tokens": generated,
@@ -252,11 +250,12 @@ def run_method(cfg: RunConfig) -> dict:
         state.wait_for_everyone()
     else:
         model.to(state.device)
-    predictions, gen_stats = predict_test(model, tokenizer, splits["test"], cfg)
+    inference_model = merged_for_generation(model)  # merged once, for the test summaries and the export
+    predictions, gen_stats = predict_test(inference_model, tokenizer, splits["test"], cfg)
     summary = {}
     if state.is_main_process:
         summary = write_results(cfg, splits["test"], predictions, counts, params, train_stats, gen_stats)
-        export_extras(cfg, model, tokenizer, summary)
+        export_extras(cfg, inference_model, tokenizer, summary)
         print(f"Results written to {out_dir.resolve()}: {PREDICTIONS_FILE}, {RUN_FILE}"
               + (f", {ADAPTER_DIR}/" if cfg.method_name != "zero_shot" else ""), flush=True)
     state.wait_for_everyone()
@@ -264,7 +263,10 @@ def run_method(cfg: RunConfig) -> dict:
 
 
 def export_extras(cfg: RunConfig, model, tokenizer, summary: dict) -> None:
-    """Optional outputs after the results: a merged LoRA model, the Hub upload."""
+    """Optional outputs after the results: the merged LoRA model, the Hub upload.
+
+    `model` is the inference model of `run_method`: for LoRA, already merged by `merged_for_generation`.
+    """
     merge_dir = getattr(cfg.method, "merge_and_export", None)
     if merge_dir:
         export_merged(model, tokenizer, merge_dir)
@@ -283,13 +285,12 @@ def export_extras(cfg: RunConfig, model, tokenizer, summary: dict) -> None:
         print(f"Pushed to the Hub: {url}", flush=True)
 
 
-def export_merged(model, tokenizer, out_dir: str) -> Path:
-    """Write base + LoRA merged into plain weights, loadable with AutoModelForCausalLM alone."""
+def export_merged(merged, tokenizer, out_dir: str) -> Path:
+    """Write a LoRA model merged by `merged_for_generation` as plain weights (AutoModelForCausalLM alone)."""
     from peft import PeftModel
 
-    if not isinstance(model, PeftModel) or num_virtual_tokens(model):
+    if isinstance(merged, PeftModel):
         raise ValueError("--merge_and_export applies to LoRA adapters only")
-    merged = copy.deepcopy(model).merge_and_unload()
     merged.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     return Path(out_dir)
@@ -312,7 +313,8 @@ def write_results(cfg: RunConfig, test_split, predictions, counts, params, train
         "peak_memory": peak_memory(),
         "saved_size_bytes": folder_size_bytes(out_dir / ADAPTER_DIR),
         "test_rouge": test_rouge,
-        "test_mean_words": {"predicted": _mean_words(predictions), "reference": _mean_words(references)},
+        "test_mean_words": {"predicted": round(mean_words(predictions), 2),
+                            "reference": round(mean_words(references), 2)},
         "config": cfg.to_dict(),
         "versions": package_versions(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -321,9 +323,6 @@ def write_results(cfg: RunConfig, test_split, predictions, counts, params, train
     print("Test ROUGE: " + ", ".join(f"{k}={v:.2f}" for k, v in test_rouge.items()), flush=True)
     return payload
 
-
-def _mean_words(texts) -> float:
-    return round(sum(len(t.split()) for t in texts) / len(texts), 2) if len(texts) else math.nan
 
 
 def _log_parameters(method_name: str, params) -> None:

@@ -1,6 +1,5 @@
 """The demo reuses a finished run only when its run.json holds the same resolved config."""
 
-import json
 
 from common.config import parse_run_config
 from common.demo import CONFIG_DIR, METHODS, is_finished, preset_config

@@ -1,6 +1,5 @@
 """One body per property, parametrized over the three methods, on the tiny random GPT-Neo."""
 
-import json
 
 import pytest
 import torch
@@ -11,7 +10,7 @@ from transformers import AutoModelForCausalLM
 from common.config import DataArguments, FinetuneArguments, GenerationArguments, LoraArguments, ModelArguments, \
     SoftPromptArguments
 from common.generation import generate_local
-from common.methods import build_method, count_parameters, load_trained, save_trained
+from common.methods import build_method, count_parameters, load_trained, num_virtual_tokens, save_trained
 from common.tokenization import PaddingCollator, build_prompts, mask_prompt
 from common.training import label_position_loss
 
@@ -49,17 +48,11 @@ def train_steps(model, batch, steps=3, lr=1e-2):
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
     model.train()
     for _ in range(steps):
-        loss = label_position_loss(model, batch, _virtual(model))
+        loss = label_position_loss(model, batch, num_virtual_tokens(model))
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
     return model.eval()
-
-
-def _virtual(model):
-    from common.methods import num_virtual_tokens
-
-    return num_virtual_tokens(model)
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -1,7 +1,5 @@
 """Resume equals an uninterrupted run; merged LoRA export; the Hub folder and card."""
 
-import json
-import runpy
 
 import pytest
 import torch
@@ -100,7 +98,6 @@ def test_push_to_hub_uploads_the_prepared_folder(method, tiny_model_dir, fixture
     out_dir = tmp_path / "run"
     payload = run_quick(method, tiny_model_dir, fixture_files, out_dir,
                         ["--push_to_hub", "--hub_model_id", "someone/tiny-summarizer"])
-    folder = out_dir / "upload_check"
     assert calls == [(out_dir / hub.HUB_FOLDER, "someone/tiny-summarizer")]
     folder = calls[0][0]
     names = sorted(p.name for p in folder.iterdir())
