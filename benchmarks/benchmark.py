@@ -42,7 +42,6 @@ import contextlib
 import copy
 import ctypes
 import dataclasses
-import json
 import os
 import platform
 import sys
