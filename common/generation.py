@@ -16,6 +16,8 @@ Example:
 
 from __future__ import annotations
 
+import time
+
 import torch
 from accelerate import PartialState
 from accelerate.utils import gather_object
@@ -23,6 +25,7 @@ from peft import PeftModel
 from transformers import GenerationConfig
 
 from .config import GenerationArguments
+from .kv_cache import growing_cache
 from .methods import num_virtual_tokens
 from .tokenization import left_pad
 
@@ -45,17 +48,25 @@ def cut_at_eos(tokens: list[int], eos_id: int) -> list[int]:
 
 
 def generate_token_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                         config: GenerationConfig) -> list[list[int]]:
-    """New tokens for a left-padded batch, (batch, prompt_len) -> one list per row, EOS and after removed."""
+                         config: GenerationConfig, in_place_cache: bool = True) -> list[list[int]]:
+    """New tokens for a left-padded batch, (batch, prompt_len) -> one list per row, EOS and after removed.
+
+    Greedy decoding writes the KV cache in place (`kv_cache.growing_cache`) unless `in_place_cache` is
+    False; beam search, which reorders the cache at every step anyway, keeps transformers' default cache.
+    """
     virtual = num_virtual_tokens(model)
+    greedy = config.num_beams == 1
+    cache = growing_cache(model.config, reserve=config.max_new_tokens) if in_place_cache and greedy else None
     if virtual:
         base = model.get_base_model()
         embeds = base.get_input_embeddings()(input_ids)
         prompt = model.get_prompt(batch_size=input_ids.shape[0]).to(embeds.dtype)
         embeds, mask = prompt_after_padding(prompt, embeds, attention_mask)
-        new_tokens = base.generate(inputs_embeds=embeds, attention_mask=mask, generation_config=config)
+        new_tokens = base.generate(inputs_embeds=embeds, attention_mask=mask, generation_config=config,
+                                   cache=cache)
     else:
-        output = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
+        output = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
+                                cache=cache)
         new_tokens = output[:, input_ids.shape[1]:]
     return [cut_at_eos(row, config.eos_token_id) for row in new_tokens.tolist()]
 
@@ -87,6 +98,7 @@ def generate_local_tokens(model, tokenizer, prompts: list[list[int]], gen_args: 
     device = next(model.parameters()).device
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
     results: dict[int, list[int]] = {}
+    clock = time.perf_counter()
     was_training = model.training
     model.eval()
     try:
@@ -96,9 +108,16 @@ def generate_local_tokens(model, tokenizer, prompts: list[list[int]], gen_args: 
                 input_ids, mask = left_pad([prompts[i] for i in batch], tokenizer.pad_token_id)
                 tokens = generate_token_batch(model, input_ids.to(device), mask.to(device), config)
                 results.update(zip(batch, tokens))
+                report_progress(len(results), len(prompts), clock)
     finally:
         model.train(was_training)
     return [results[i] for i in range(len(prompts))]
+
+
+def report_progress(done: int, total: int, since: float) -> None:
+    """One line per batch on the main process, for runs long enough to need it (more than 16 prompts)."""
+    if total > 16 and PartialState().is_local_main_process:
+        print(f"Generating: {done}/{total} prompts on this process, {time.perf_counter() - since:.0f} s", flush=True)
 
 
 def generate_local(model, tokenizer, prompts: list[list[int]], gen_args: GenerationArguments) -> list[str]:
