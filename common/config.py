@@ -164,7 +164,14 @@ class FinetuneArguments:
 
 @dataclass(frozen=True)
 class ZeroShotArguments:
-    """No adaptation: the base model through the same prompt and generation path."""
+    """No adaptation: the base model through the same prompt and generation path, or (with
+    `trained_path`) generation only with what a training run saved."""
+
+    trained_path: str | None = field(default=None, metadata={"help": "A training run's adapter/ folder "
+                                     "(LoRA, soft prompt, or last-layer tensors): generate with it instead of the "
+                                     "bare base model, e.g. to score a trained run on another file or with other "
+                                     "generation settings without retraining. run.json then carries that run's "
+                                     "method, parameter counts and training time (from the folder above adapter/)."})
 
 
 @dataclass

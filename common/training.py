@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import logging
 import os
 import time
@@ -31,7 +32,7 @@ from .config import RunConfig
 from .data import SPLITS, HubUnreachableError, LOCAL_PATH_HINT, ensure_hub_reachable, load_splits
 from .generation import generate_summaries, unwrap_peft
 from .hub import prepare_hub_folder, push_folder
-from .methods import build_method, count_parameters, num_virtual_tokens, save_trained
+from .methods import build_method, count_parameters, load_trained, num_virtual_tokens, save_trained
 from .metrics import mean_words, rouge_scores
 from .results import (PREDICTIONS_FILE, RUN_FILE, folder_size_bytes, package_versions, peak_memory, write_json,
                       write_predictions_csv)
@@ -237,7 +238,11 @@ def run_method(cfg: RunConfig) -> dict:
     tokenizer = load_tokenizer(cfg.model)
     needed = ("test",) if cfg.method_name == "zero_shot" else SPLITS
     splits, counts = load_splits(cfg.data, needed)
-    model = build_method(cfg.method_name, load_base_model(cfg.model), cfg.method, cfg.model)
+    trained_path = getattr(cfg.method, "trained_path", None)
+    if trained_path:
+        model, carried = load_for_generation(load_base_model(cfg.model), trained_path)
+    else:
+        model, carried = build_method(cfg.method_name, load_base_model(cfg.model), cfg.method, cfg.model), {}
     params = count_parameters(model)
     _log_parameters(cfg.method_name, params)
     train_stats: dict = {}
@@ -254,7 +259,7 @@ def run_method(cfg: RunConfig) -> dict:
     predictions, gen_stats = predict_test(inference_model, tokenizer, splits["test"], cfg)
     summary = {}
     if state.is_main_process:
-        summary = write_results(cfg, splits["test"], predictions, counts, params, train_stats, gen_stats)
+        summary = write_results(cfg, splits["test"], predictions, counts, params, train_stats, gen_stats, carried)
         export_extras(cfg, inference_model, tokenizer, summary)
         print(f"Results written to {out_dir.resolve()}: {PREDICTIONS_FILE}, {RUN_FILE}"
               + (f", {ADAPTER_DIR}/" if cfg.method_name != "zero_shot" else ""), flush=True)
@@ -296,8 +301,34 @@ def export_merged(merged, tokenizer, out_dir: str) -> Path:
     return Path(out_dir)
 
 
-def write_results(cfg: RunConfig, test_split, predictions, counts, params, train_stats, gen_stats) -> dict:
-    """Write predictions_test.csv and run.json (atomically) and return the run.json payload."""
+CARRIED_FIELDS = ("method", "trainable", "total", "trainable_percent", "tied_lm_head", "train_wall_time_s",
+                  "train_steps", "train_loss", "train_tokens", "train_tokens_per_s", "saved_size_bytes")
+
+
+def load_for_generation(base_model, trained_path: str) -> tuple[torch.nn.Module, dict]:
+    """`base_model` with a training run's saved adapter or tensors, and the fields of that run's run.json
+    (method, parameter counts, training cost) that the new run.json carries over.
+
+    Example:
+        >>> model, carried = load_for_generation(base, "runs/lora/adapter")
+        >>> carried["method"], carried["trained_path"]
+        ('lora', 'runs/lora/adapter')
+    """
+    model = load_trained(base_model, trained_path)
+    source = Path(trained_path).parent / RUN_FILE
+    run = json.loads(source.read_text(encoding="utf-8")) if source.is_file() else {}
+    if not run:
+        logger.warning("%s not found: run.json will not carry the training run's method and costs", source)
+    return model, {**{k: run[k] for k in CARRIED_FIELDS if k in run}, "trained_path": str(trained_path)}
+
+
+def write_results(cfg: RunConfig, test_split, predictions, counts, params, train_stats, gen_stats,
+                  carried: dict | None = None) -> dict:
+    """Write predictions_test.csv and run.json (atomically) and return the run.json payload.
+
+    `carried`: fields from the training run whose saved weights generated these predictions (see
+    `load_for_generation`); they replace this run's own method, parameter counts and (absent) training cost.
+    """
     out_dir = Path(cfg.training.output_dir)
     references = list(test_split["summary"])
     write_predictions_csv(out_dir / PREDICTIONS_FILE, list(test_split["id"]), list(test_split["article"]),
@@ -318,6 +349,7 @@ def write_results(cfg: RunConfig, test_split, predictions, counts, params, train
         "config": cfg.to_dict(),
         "versions": package_versions(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **(carried or {}),
     }
     write_json(out_dir / RUN_FILE, payload)
     print("Test ROUGE: " + ", ".join(f"{k}={v:.2f}" for k, v in test_rouge.items()), flush=True)

@@ -4,6 +4,14 @@
 
 Writes OUTPUT_DIR/predictions_test.csv and OUTPUT_DIR/run.json like the training scripts (with 0
 trainable parameters and no training time), so evaluate_all.py treats it as one more run.
+
+With `--trained_path RUN/adapter` it generates with what a training run saved instead (no training):
+score a trained run on another test file, or with other generation settings, e.g.
+
+    python -m common.zero_shot --config configs/quality/zero_shot.yaml --trained_path runs/quality/lora/adapter \
+        --no_repeat_ngram_size 3 --output_dir runs/quality/lora_nrng3
+
+and run.json carries that run's method, parameter counts and training time.
 """
 
 from __future__ import annotations

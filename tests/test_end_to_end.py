@@ -47,6 +47,23 @@ def test_script_writes_adapter_csv_and_run_json(method, tiny_model_dir, fixture_
     assert (out_dir / "adapter" / weights).is_file()
     assert run["saved_size_bytes"] > 0 and run["train_tokens"] > 0
     assert any("eval_rougeLsum" in entry for entry in json.loads((out_dir / "run.json").read_text())["log_history"])
+    check_generation_from_saved_weights(method, tiny_model_dir, fixture_files, out_dir, tmp_path / "again")
+
+
+def check_generation_from_saved_weights(method, model_dir, files, trained_dir, out_dir):
+    """common.zero_shot --trained_path: the saved weights reproduce the run's test predictions, and the
+    new run.json carries the training run's method and costs."""
+    from common import zero_shot
+
+    zero_shot.main(["--model_name_or_path", str(model_dir), "--test_file", files["test"], "--max_new_tokens", "6",
+                    "--output_dir", str(out_dir), "--trained_path", str(trained_dir / "adapter")])
+    trained = pd.read_csv(trained_dir / "predictions_test.csv", keep_default_na=False)
+    again = pd.read_csv(out_dir / "predictions_test.csv", keep_default_na=False)
+    assert again["Predicted Summary"].tolist() == trained["Predicted Summary"].tolist()
+    source, run = (json.loads((d / "run.json").read_text()) for d in (trained_dir, out_dir))
+    for field in ("method", "trainable", "total", "train_wall_time_s", "saved_size_bytes"):
+        assert run[field] == source[field], field
+    assert run["trained_path"] == str(trained_dir / "adapter") and run["config"]["method"]["trained_path"]
 
 
 def test_two_processes_write_each_test_row_once(tiny_model_dir, fixture_files, tmp_path):

@@ -1,0 +1,85 @@
+"""Score variants of one preset on the dev rows only (never the test rows), and print a table.
+
+    python benchmarks/tune_on_dev.py configs/quality/dev_variants_zero_shot.yaml
+
+The variants file names a method, a base preset and named overrides of its fields:
+
+    method: zero_shot
+    base: configs/quality/zero_shot.yaml
+    dev_file: runs/quality/data/dev.jsonl        # written by benchmarks/quality_run.py
+    variants:
+      as_preset: {}
+      tokens_64: {max_new_tokens: 64}
+
+Each variant runs as its own process (`train_<method>.py` or `common.zero_shot`) with the dev file as
+its test file, into `runs/quality/dev/<method>/<variant>/`; a finished run with the same config is
+reused. The table (ROUGE-1/2/Lsum, mean words predicted / reference) is also written as
+`runs/quality/dev/<method>/summary.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from common import offline_model  # noqa: E402
+from common.demo import ENTRY_POINTS, is_finished  # noqa: E402
+from common.config import parse_run_config  # noqa: E402
+from common.results import atomic_write_text, write_json  # noqa: E402
+
+DEV_DIR = ROOT / "runs" / "quality" / "dev"
+
+
+def variant_yaml(base: dict, overrides: dict, dev_file: str, output_dir: Path) -> str:
+    """The base preset with the overrides, the dev rows as the test split and this variant's folder."""
+    fields = {**base, **overrides, "test_file": dev_file, "max_test_samples": None,
+              "output_dir": str(output_dir.relative_to(ROOT))}
+    return yaml.safe_dump(fields, sort_keys=False, allow_unicode=True)
+
+
+def run_variant(method: str, config_file: Path, model_path: str) -> dict:
+    """Run (or reuse) one variant; returns its run.json."""
+    argv = ["--config", str(config_file), "--model_name_or_path", model_path]
+    cfg = parse_run_config(method, argv)
+    if not is_finished(cfg):
+        subprocess.run([sys.executable, *ENTRY_POINTS[method], *argv], check=True, cwd=ROOT)
+    return json.loads((Path(cfg.training.output_dir) / "run.json").read_text(encoding="utf-8"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("variants_file", help="YAML with method, base, dev_file and variants (see above).")
+    args = parser.parse_args(argv)
+    spec = yaml.safe_load(Path(args.variants_file).read_text(encoding="utf-8"))
+    method, base = spec["method"], yaml.safe_load((ROOT / spec["base"]).read_text(encoding="utf-8"))
+    if not (ROOT / spec["dev_file"]).is_file():
+        raise SystemExit(f"error: {spec['dev_file']} is missing; run benchmarks/quality_run.py first (it carves it)")
+    model_path = str(offline_model.ensure_model())
+    rows = []
+    for name, overrides in spec["variants"].items():
+        folder = DEV_DIR / method / name
+        config_file = folder.with_suffix(".yaml")
+        atomic_write_text(config_file, variant_yaml(base, overrides or {}, spec["dev_file"], folder))
+        print(f"\n[{name}] {overrides or 'preset as is'}", flush=True)
+        run = run_variant(method, config_file, model_path)
+        rows.append({"variant": name, "overrides": overrides or {}, "rouge": run["test_rouge"],
+                     "mean_words": run["test_mean_words"], "rows": run["examples"]["test"]["used"]})
+    print(f"\n{method} on {spec['dev_file']} ({rows[0]['rows']} rows)\n")
+    print("| variant | ROUGE-1 | ROUGE-2 | ROUGE-Lsum | words pred/ref |\n|---|---|---|---|---|")
+    for row in rows:
+        r, w = row["rouge"], row["mean_words"]
+        print(f"| {row['variant']} | {r['rouge1']:.1f} | {r['rouge2']:.1f} | {r['rougeLsum']:.1f} | "
+              f"{w['predicted']:.1f} / {w['reference']:.1f} |")
+    write_json(DEV_DIR / method / "summary.json", rows)
+
+
+if __name__ == "__main__":
+    main()
