@@ -1,6 +1,6 @@
 """Score variants of one preset on the dev rows only (never the test rows), and print a table.
 
-    python benchmarks/tune_on_dev.py configs/quality/dev_variants_zero_shot.yaml
+    python benchmarks/tune_on_dev.py benchmarks/dev_variants/zero_shot.yaml
 
 The variants file names a method, a base preset and named overrides of its fields:
 
