@@ -5,6 +5,7 @@
 The variants file names a method, a base preset and named overrides of its fields:
 
     method: zero_shot
+    name: zero_shot                              # folder name under runs/quality/dev/ (default: method)
     base: configs/quality/zero_shot.yaml
     dev_file: runs/quality/data/dev.jsonl        # written by benchmarks/quality_run.py
     variants:
@@ -12,9 +13,10 @@ The variants file names a method, a base preset and named overrides of its field
       tokens_64: {max_new_tokens: 64}
 
 Each variant runs as its own process (`train_<method>.py` or `common.zero_shot`) with the dev file as
-its test file, into `runs/quality/dev/<method>/<variant>/`; a finished run with the same config is
+its test file, into `runs/quality/dev/<name>/<variant>/`; a finished run with the same config is
 reused. The table (ROUGE-1/2/Lsum, mean words predicted / reference) is also written as
-`runs/quality/dev/<method>/summary.json`.
+`runs/quality/dev/<name>/summary.json`. Generation settings of a trained run are tuned without
+retraining: method `zero_shot` with `trained_path: runs/quality/<method>/adapter` in the overrides.
 """
 
 from __future__ import annotations
@@ -60,25 +62,26 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     spec = yaml.safe_load(Path(args.variants_file).read_text(encoding="utf-8"))
     method, base = spec["method"], yaml.safe_load((ROOT / spec["base"]).read_text(encoding="utf-8"))
+    name = spec.get("name", method)
     if not (ROOT / spec["dev_file"]).is_file():
         raise SystemExit(f"error: {spec['dev_file']} is missing; run benchmarks/quality_run.py first (it carves it)")
     model_path = str(offline_model.ensure_model())
     rows = []
-    for name, overrides in spec["variants"].items():
-        folder = DEV_DIR / method / name
+    for variant, overrides in spec["variants"].items():
+        folder = DEV_DIR / name / variant
         config_file = folder.with_suffix(".yaml")
         atomic_write_text(config_file, variant_yaml(base, overrides or {}, spec["dev_file"], folder))
-        print(f"\n[{name}] {overrides or 'preset as is'}", flush=True)
+        print(f"\n[{name}: {variant}] {overrides or 'preset as is'}", flush=True)
         run = run_variant(method, config_file, model_path)
-        rows.append({"variant": name, "overrides": overrides or {}, "rouge": run["test_rouge"],
+        rows.append({"variant": variant, "overrides": overrides or {}, "rouge": run["test_rouge"],
                      "mean_words": run["test_mean_words"], "rows": run["examples"]["test"]["used"]})
-    print(f"\n{method} on {spec['dev_file']} ({rows[0]['rows']} rows)\n")
+    print(f"\n{name} on {spec['dev_file']} ({rows[0]['rows']} rows)\n")
     print("| variant | ROUGE-1 | ROUGE-2 | ROUGE-Lsum | words pred/ref |\n|---|---|---|---|---|")
     for row in rows:
         r, w = row["rouge"], row["mean_words"]
         print(f"| {row['variant']} | {r['rouge1']:.1f} | {r['rouge2']:.1f} | {r['rougeLsum']:.1f} | "
               f"{w['predicted']:.1f} / {w['reference']:.1f} |")
-    write_json(DEV_DIR / method / "summary.json", rows)
+    write_json(DEV_DIR / name / "summary.json", rows)
 
 
 if __name__ == "__main__":
