@@ -102,7 +102,9 @@ class GenerationArguments:
                                    "with ROUGE at each evaluation (0 disables; ROUGE is then absent from eval metrics)."})
     max_new_tokens: int = field(default=128, metadata={"help": "Most tokens generated per summary."})
     num_beams: int = field(default=1, metadata={"help": "1 for greedy decoding, more for beam search."})
-    no_repeat_ngram_size: int = field(default=0, metadata={"help": "Forbid repeating n-grams of this size (0 off)."})
+    no_repeat_ngram_size: int = field(default=0, metadata={"help": "Forbid repeating, within the generated "
+                                      "summary, an n-gram of this size (0 off). Unlike transformers' own setting, "
+                                      "n-grams of the article in the prompt stay allowed."})
     generation_batch_size: int = field(default=16, metadata={"help": "Prompts generated together per process "
                                        "(left-padded, sorted by length)."})
 

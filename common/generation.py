@@ -16,13 +16,14 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import time
 
 import torch
 from accelerate import PartialState
 from accelerate.utils import gather_object
 from peft import PeftModel
-from transformers import GenerationConfig
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from .config import GenerationArguments
 from .kv_cache import growing_cache
@@ -62,13 +63,53 @@ def generate_token_batch(model, input_ids: torch.Tensor, attention_mask: torch.T
         embeds = base.get_input_embeddings()(input_ids)
         prompt = model.get_prompt(batch_size=input_ids.shape[0]).to(embeds.dtype)
         embeds, mask = prompt_after_padding(prompt, embeds, attention_mask)
+        config, processors = summary_ngram_blocking(config, start=0)  # generate returns only new ids here
         new_tokens = base.generate(inputs_embeds=embeds, attention_mask=mask, generation_config=config,
-                                   cache=cache)
+                                   logits_processor=processors, cache=cache)
     else:
+        config, processors = summary_ngram_blocking(config, start=input_ids.shape[1])
         output = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
-                                cache=cache)
+                                logits_processor=processors, cache=cache)
         new_tokens = output[:, input_ids.shape[1]:]
     return [cut_at_eos(row, config.eos_token_id) for row in new_tokens.tolist()]
+
+
+class NoRepeatNGramInSummary(LogitsProcessor):
+    """Forbid a token that would repeat an n-gram of the generated summary, ignoring the prompt.
+
+    transformers' `no_repeat_ngram_size` looks at the whole decoder input, which for a causal LM holds
+    the article: it would forbid copying any n-gram of the article, which summaries must do. Here only
+    positions from `start` (the padded prompt width) on count. input_ids (batch, start + generated).
+
+    Example:
+        >>> ids = torch.tensor([[7, 8, 9, 5, 6, 5]])   # prompt [7, 8, 9], summary [5, 6, 5]
+        >>> NoRepeatNGramInSummary(2, start=3)(ids, torch.zeros(1, 10))[0, 6]   # "5 6" again: banned
+        tensor(-inf)
+    """
+
+    def __init__(self, size: int, start: int):
+        self.size, self.start = size, start
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        n = self.size
+        for row, tokens in enumerate(input_ids[:, self.start:].tolist()):
+            if len(tokens) < n - 1:
+                continue
+            prefix = tokens[len(tokens) - n + 1:]
+            banned = [tokens[i + n - 1] for i in range(len(tokens) - n + 1) if tokens[i:i + n - 1] == prefix]
+            if banned:
+                scores[row, banned] = -float("inf")
+        return scores
+
+
+def summary_ngram_blocking(config: GenerationConfig, start: int) -> tuple[GenerationConfig, LogitsProcessorList]:
+    """`config` without transformers' prompt-wide n-gram blocking, and our summary-only one in its place."""
+    size = config.no_repeat_ngram_size or 0
+    if size <= 0:
+        return config, LogitsProcessorList()
+    config = copy.deepcopy(config)
+    config.no_repeat_ngram_size = None
+    return config, LogitsProcessorList([NoRepeatNGramInSummary(size, start)])
 
 
 def prompt_after_padding(prompt: torch.Tensor, embeds: torch.Tensor,

@@ -84,3 +84,34 @@ def test_growing_cache_replaces_only_full_attention_layers():
     cache = growing_cache(small_llama().config, reserve=3)
     assert [type(layer).__name__ for layer in cache.layers] == ["GrowingLayer", "GrowingLayer"]
     assert cache.layers[0].reserve == 3
+
+
+def test_ngram_blocking_counts_the_summary_only():
+    from common.generation import NoRepeatNGramInSummary
+
+    ids = torch.tensor([[5, 6, 9, 5, 6, 5],    # prompt [5, 6, 9] holds "5 6": copying it is allowed once
+                        [1, 2, 3, 4, 4, 4]])   # summary [4, 4, 4]: "4 4" twice already
+    scores = NoRepeatNGramInSummary(2, start=3)(ids, torch.zeros(2, 10))
+    assert torch.isinf(scores[0]).nonzero().flatten().tolist() == [6]   # summary has "5 6": 6 after 5 banned
+    assert torch.isinf(scores[1]).nonzero().flatten().tolist() == [4]
+    prompt_only = NoRepeatNGramInSummary(2, start=6)(ids, torch.zeros(2, 10))
+    assert not torch.isinf(prompt_only).any()
+
+
+@pytest.mark.parametrize("make_model", [gpt_neo_with_short_window, small_llama])
+def test_batched_generation_with_ngram_blocking_equals_one_at_a_time(make_model):
+    from common.generation import generate_token_batch, summary_ngram_blocking
+
+    model = make_model()
+    prompts = [[(5 * i + 2 * j) % 120 + 3 for j in range(n)] for i, n in enumerate((25, 14, 33))]
+    config = GenerationConfig(max_new_tokens=16, do_sample=False, pad_token_id=0, eos_token_id=2,
+                              no_repeat_ngram_size=2)
+    with torch.inference_mode():
+        batched = generate_token_batch(model, *left_padded(prompts), config)
+        single = [generate_token_batch(model, *left_padded([p]), config)[0] for p in prompts]
+        plain = generate_token_batch(model, *left_padded(prompts), summary_ngram_blocking(config, 0)[0])
+    assert batched == single
+    for row in batched:
+        bigrams = list(zip(row, row[1:]))
+        assert len(bigrams) == len(set(bigrams))
+    assert any(len(set(zip(r, r[1:]))) < len(r) - 1 for r in plain)  # unblocked, a random model repeats bigrams
