@@ -20,16 +20,42 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])[\"'\u201d\u2019)\]]*\s+(?=[\"'\u201c\u20
 _SCORER = None
 
 
+# Words whose final period does not end a sentence in news text ("Dr. Dayo Adeyanju said").
+ABBREVIATIONS = frozenset("""Mr. Mrs. Ms. Dr. Prof. Sen. Rep. Gov. Gen. Lt. Col. Sgt. Capt. Cmdr. Adm. Maj. Rev.
+    St. Mt. Ft. Jr. Sr. No. Nos. Inc. Co. Corp. Ltd. vs. v. Jan. Feb. Mar. Apr. Aug. Sept. Sep. Oct. Nov. Dec.
+    U.S. U.K. U.N. D.C. L.A. a.m. p.m. e.g. i.e. approx. est.""".split())
+
+
+def _ends_with_abbreviation(text: str) -> bool:
+    """True when the last word is a known abbreviation or an initial ("J.")."""
+    last = text.rsplit(None, 1)[-1].lstrip("\"'(\u201c\u2018[")
+    return last in ABBREVIATIONS or (len(last) == 2 and last[0].isupper() and last[1] == ".")
+
+
+def _merge_after_abbreviations(parts: list[str]) -> list[str]:
+    """Rejoin pieces split after "Dr." or "F.": ["Dr.", "Adeyanju said."] -> ["Dr. Adeyanju said."]."""
+    merged: list[str] = []
+    for part in parts:
+        if merged and _ends_with_abbreviation(merged[-1]):
+            merged[-1] = f"{merged[-1]} {part}"
+        else:
+            merged.append(part)
+    return merged
+
+
 def split_sentences(text: str) -> list[str]:
-    """Split on newlines and on sentence-final punctuation followed by a capitalised word.
+    """Split on newlines and on sentence-final punctuation followed by a capitalised word, except after
+    an abbreviation or an initial.
 
     Example:
         >>> split_sentences("He left. She stayed!\\nThen rain")
         ['He left.', 'She stayed!', 'Then rain']
+        >>> split_sentences("Dr. Adeyanju and John F. Kennedy met. Then rain")
+        ['Dr. Adeyanju and John F. Kennedy met.', 'Then rain']
     """
     sentences = []
     for line in text.splitlines():
-        sentences.extend(part.strip() for part in _SENTENCE_END.split(line) if part.strip())
+        sentences.extend(_merge_after_abbreviations([p.strip() for p in _SENTENCE_END.split(line) if p.strip()]))
     return sentences
 
 

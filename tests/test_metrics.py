@@ -3,6 +3,7 @@
 import pytest
 from rouge_score import rouge_scorer
 
+from common.evaluation import lead3
 from common.metrics import ROUGE_KEYS, lsum_text, rouge_per_example, rouge_scores, split_sentences
 
 
@@ -36,3 +37,16 @@ def test_mean_over_examples_and_empty_prediction_scores_zero():
     scores = rouge_scores(["the cat", float("nan")], ["the cat", "a dog"])
     assert scores["rouge1"] == pytest.approx(50.0)
     assert rouge_per_example([""], ["a dog"])[0] == {key: 0.0 for key in ROUGE_KEYS}
+
+
+def test_sentences_do_not_end_after_titles_or_initials():
+    article = ("(CNN)An illness has killed 18 people, officials said Sunday. Dr. Dayo Adeyanju said five are "
+               "treated. John F. Kennedy Airport was shut at 4 p.m. Local time. The end")
+    assert split_sentences(article) == [
+        "(CNN)An illness has killed 18 people, officials said Sunday.",
+        "Dr. Dayo Adeyanju said five are treated.",
+        "John F. Kennedy Airport was shut at 4 p.m. Local time.",  # "p.m." stays inside, as a known trade-off
+        "The end",
+    ]
+    assert lead3(article) == ("(CNN)An illness has killed 18 people, officials said Sunday. Dr. Dayo Adeyanju "
+                              "said five are treated. John F. Kennedy Airport was shut at 4 p.m. Local time.")
