@@ -244,7 +244,7 @@ def run_method(cfg: RunConfig) -> dict:
     else:
         model, carried = build_method(cfg.method_name, load_base_model(cfg.model), cfg.method, cfg.model), {}
     params = count_parameters(model)
-    _log_parameters(cfg.method_name, params)
+    _log_parameters(f"{carried['method']} from {trained_path}" if carried.get("method") else cfg.method_name, params)
     train_stats: dict = {}
     if cfg.method_name != "zero_shot":
         trainer = build_trainer(cfg, model, tokenizer, splits)
