@@ -302,7 +302,7 @@ def export_merged(merged, tokenizer, out_dir: str) -> Path:
 
 
 CARRIED_FIELDS = ("method", "trainable", "total", "trainable_percent", "tied_lm_head", "train_wall_time_s",
-                  "train_steps", "train_loss", "train_tokens", "train_tokens_per_s", "saved_size_bytes")
+                  "train_steps", "train_loss", "train_tokens", "train_tokens_per_s", "saved_size_bytes", "peak_memory")
 
 
 def load_for_generation(base_model, trained_path: str) -> tuple[torch.nn.Module, dict]:
@@ -327,7 +327,9 @@ def write_results(cfg: RunConfig, test_split, predictions, counts, params, train
     """Write predictions_test.csv and run.json (atomically) and return the run.json payload.
 
     `carried`: fields from the training run whose saved weights generated these predictions (see
-    `load_for_generation`); they replace this run's own method, parameter counts and (absent) training cost.
+    `load_for_generation`); they replace this run's own method, parameter counts, (absent) training cost
+    and peak memory (the training run's, which covered its own generation; this run's is kept as
+    `generation_peak_memory`).
     """
     out_dir = Path(cfg.training.output_dir)
     references = list(test_split["summary"])
@@ -349,7 +351,7 @@ def write_results(cfg: RunConfig, test_split, predictions, counts, params, train
         "config": cfg.to_dict(),
         "versions": package_versions(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        **(carried or {}),
+        **({"generation_peak_memory": peak_memory(), **carried} if carried else {}),
     }
     write_json(out_dir / RUN_FILE, payload)
     print("Test ROUGE: " + ", ".join(f"{k}={v:.2f}" for k, v in test_rouge.items()), flush=True)

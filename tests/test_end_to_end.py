@@ -61,9 +61,10 @@ def check_generation_from_saved_weights(method, model_dir, files, trained_dir, o
     again = pd.read_csv(out_dir / "predictions_test.csv", keep_default_na=False)
     assert again["Predicted Summary"].tolist() == trained["Predicted Summary"].tolist()
     source, run = (json.loads((d / "run.json").read_text()) for d in (trained_dir, out_dir))
-    for field in ("method", "trainable", "total", "train_wall_time_s", "saved_size_bytes"):
+    for field in ("method", "trainable", "total", "train_wall_time_s", "saved_size_bytes", "peak_memory"):
         assert run[field] == source[field], field
     assert run["trained_path"] == str(trained_dir / "adapter") and run["config"]["method"]["trained_path"]
+    assert run["generation_peak_memory"]["peak_rss_mib"] > 0
 
 
 def test_two_processes_write_each_test_row_once(tiny_model_dir, fixture_files, tmp_path):
