@@ -35,7 +35,7 @@ import yaml  # noqa: E402
 
 from common import offline_model  # noqa: E402
 from common.config import make_parser  # noqa: E402
-from common.demo import ENTRY_POINTS, METHODS, run_all  # noqa: E402
+from common.demo import METHODS, run_all, run_preset  # noqa: E402
 from common.results import atomic_write_text  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cnn_dailymail"
@@ -69,8 +69,6 @@ def generation_preset(method: str) -> dict:
 
 def generate_only(model_path: Path) -> list[str]:
     """Test summaries from the trained adapters (and zero-shot) with the presets' generation settings."""
-    import subprocess
-
     folders = []
     for number, method in enumerate(METHODS, start=1):
         preset = generation_preset(method)
@@ -78,10 +76,8 @@ def generate_only(model_path: Path) -> list[str]:
             raise SystemExit(f"error: {preset['trained_path']} is missing; run benchmarks/quality_run.py first")
         config_file = FINAL_DIR / f"{method}.yaml"
         atomic_write_text(config_file, yaml.safe_dump(preset, sort_keys=False, allow_unicode=True))
-        print(f"\n[{number}/{len(METHODS)}] {method}: generating test summaries into {preset['output_dir']}",
-              flush=True)
-        subprocess.run([sys.executable, *ENTRY_POINTS["zero_shot"], "--config", str(config_file),
-                        "--model_name_or_path", str(model_path)], check=True, cwd=ROOT)
+        run_preset("zero_shot", config_file, model_path, force=True,
+                   label=f"[{number}/{len(METHODS)}] {method} (test summaries only)")
         folders.append(preset["output_dir"])
     return folders
 

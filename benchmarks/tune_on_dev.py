@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -33,9 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from common import offline_model  # noqa: E402
-from common.demo import ENTRY_POINTS, is_finished  # noqa: E402
-from common.config import parse_run_config  # noqa: E402
-from common.results import atomic_write_text, write_json  # noqa: E402
+from common.demo import run_preset  # noqa: E402
+from common.results import RUN_FILE, atomic_write_text, write_json  # noqa: E402
 
 DEV_DIR = ROOT / "runs" / "quality" / "dev"
 
@@ -45,15 +43,6 @@ def variant_yaml(base: dict, overrides: dict, dev_file: str, output_dir: Path) -
     fields = {**base, **overrides, "test_file": dev_file, "max_test_samples": None,
               "output_dir": str(output_dir.relative_to(ROOT))}
     return yaml.safe_dump(fields, sort_keys=False, allow_unicode=True)
-
-
-def run_variant(method: str, config_file: Path, model_path: str) -> dict:
-    """Run (or reuse) one variant; returns its run.json."""
-    argv = ["--config", str(config_file), "--model_name_or_path", model_path]
-    cfg = parse_run_config(method, argv)
-    if not is_finished(cfg):
-        subprocess.run([sys.executable, *ENTRY_POINTS[method], *argv], check=True, cwd=ROOT)
-    return json.loads((Path(cfg.training.output_dir) / "run.json").read_text(encoding="utf-8"))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -72,7 +61,8 @@ def main(argv: list[str] | None = None) -> None:
         config_file = folder.with_suffix(".yaml")
         atomic_write_text(config_file, variant_yaml(base, overrides or {}, spec["dev_file"], folder))
         print(f"\n[{name}: {variant}] {overrides or 'preset as is'}", flush=True)
-        run = run_variant(method, config_file, model_path)
+        cfg = run_preset(method, config_file, model_path, force=False, label=f"{name}: {variant}")
+        run = json.loads((Path(cfg.training.output_dir) / RUN_FILE).read_text(encoding="utf-8"))
         rows.append({"variant": variant, "overrides": overrides or {}, "rouge": run["test_rouge"],
                      "mean_words": run["test_mean_words"], "rows": run["examples"]["test"]["used"]})
     print(f"\n{name} on {spec['dev_file']} ({rows[0]['rows']} rows)\n")

@@ -53,24 +53,29 @@ def is_finished(cfg: RunConfig) -> bool:
     return previous == json.loads(json.dumps(cfg.to_dict(), default=str))
 
 
+def run_preset(method: str, config_file: Path, model_path: Path | str, force: bool, label: str) -> RunConfig:
+    """Run `config_file` with `method`'s entry point in its own process, unless a finished run with the
+    same configuration exists (and not `force`); returns the parsed configuration.
+
+    One process per run, as a user would launch it: peak memory in run.json is then this run's alone.
+    """
+    argv = ["--config", str(config_file), "--model_name_or_path", str(model_path)]
+    cfg = parse_run_config(method, argv)
+    if not force and is_finished(cfg):
+        print(f"{label}: finished run found in {cfg.training.output_dir}, reused", flush=True)
+        return cfg
+    print(f"\n{label}: running ({cfg.training.output_dir})", flush=True)
+    start = time.perf_counter()
+    subprocess.run([sys.executable, *ENTRY_POINTS[method], *argv], check=True, cwd=PROJECT_ROOT)
+    print(f"{label}: done in {time.perf_counter() - start:.0f} s", flush=True)
+    return cfg
+
+
 def run_all(config_dir: Path, model_path: Path, force: bool) -> list[str]:
     """Train or reuse the run of each preset in `config_dir`; returns the run folders."""
-    folders = []
-    for number, method in enumerate(METHODS, start=1):
-        cfg = preset_config(config_dir, method, model_path)
-        folders.append(cfg.training.output_dir)
-        if not force and is_finished(cfg):
-            print(f"[{number}/{len(METHODS)}] {method}: finished run found in {cfg.training.output_dir}, reused",
-                  flush=True)
-            continue
-        print(f"\n[{number}/{len(METHODS)}] {method}: running ({cfg.training.output_dir})", flush=True)
-        start = time.perf_counter()
-        # One process per run, as a user would launch it: peak memory in run.json is then this run's alone.
-        command = [sys.executable, *ENTRY_POINTS[method], "--config", str(config_dir / f"{method}.yaml"),
-                   "--model_name_or_path", str(model_path)]
-        subprocess.run(command, check=True, cwd=PROJECT_ROOT)
-        print(f"[{number}/{len(METHODS)}] {method}: done in {time.perf_counter() - start:.0f} s", flush=True)
-    return folders
+    return [run_preset(method, config_dir / f"{method}.yaml", model_path, force,
+                       label=f"[{number}/{len(METHODS)}] {method}").training.output_dir
+            for number, method in enumerate(METHODS, start=1)]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -231,7 +231,6 @@ def add_lead3(systems: list[System], keys: list[str]) -> tuple[list[System], Ski
     return [*systems, baseline], None
 
 
-
 def score_system(system: System, keys: list[str], samples: int, seed: int) -> Scored:
     """ROUGE per example on `keys`, the means and bootstrap CIs, empty predictions and mean lengths.
 

@@ -58,16 +58,16 @@ def generate_token_batch(model, input_ids: torch.Tensor, attention_mask: torch.T
     virtual = num_virtual_tokens(model)
     greedy = config.num_beams == 1
     cache = growing_cache(model.config, reserve=config.max_new_tokens) if in_place_cache and greedy else None
+    # From embeddings, generate returns (and its processors see) only the new ids; else prompt + new ids.
+    config, processors = summary_ngram_blocking(config, start=0 if virtual else input_ids.shape[1])
     if virtual:
         base = model.get_base_model()
         embeds = base.get_input_embeddings()(input_ids)
         prompt = model.get_prompt(batch_size=input_ids.shape[0]).to(embeds.dtype)
         embeds, mask = prompt_after_padding(prompt, embeds, attention_mask)
-        config, processors = summary_ngram_blocking(config, start=0)  # generate returns only new ids here
         new_tokens = base.generate(inputs_embeds=embeds, attention_mask=mask, generation_config=config,
                                    logits_processor=processors, cache=cache)
     else:
-        config, processors = summary_ngram_blocking(config, start=input_ids.shape[1])
         output = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
                                 logits_processor=processors, cache=cache)
         new_tokens = output[:, input_ids.shape[1]:]

@@ -12,7 +12,7 @@ Layers of other kinds (sliding-window, linear attention) keep transformers' own 
 
 Example:
     >>> cache = growing_cache(model.config, reserve=128)
-    >>> model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache, max_new_tokens=128)
+    >>> model.generate(input_ids=ids, attention_mask=mask, cache=cache, max_new_tokens=128)
 """
 
 from __future__ import annotations

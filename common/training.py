@@ -336,6 +336,7 @@ def write_results(cfg: RunConfig, test_split, predictions, counts, params, train
     write_predictions_csv(out_dir / PREDICTIONS_FILE, list(test_split["id"]), list(test_split["article"]),
                           references, predictions)
     test_rouge = {k: round(v, 4) for k, v in rouge_scores(predictions, references).items()}
+    memory = peak_memory()
     payload = {
         "method": cfg.method_name,
         "base_model": cfg.model.model_name_or_path,
@@ -343,7 +344,7 @@ def write_results(cfg: RunConfig, test_split, predictions, counts, params, train
         "examples": counts,
         **train_stats,
         **gen_stats,
-        "peak_memory": peak_memory(),
+        "peak_memory": memory,
         "saved_size_bytes": folder_size_bytes(out_dir / ADAPTER_DIR),
         "test_rouge": test_rouge,
         "test_mean_words": {"predicted": round(mean_words(predictions), 2),
@@ -351,12 +352,11 @@ def write_results(cfg: RunConfig, test_split, predictions, counts, params, train
         "config": cfg.to_dict(),
         "versions": package_versions(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        **({"generation_peak_memory": peak_memory(), **carried} if carried else {}),
+        **({"generation_peak_memory": memory, **carried} if carried else {}),
     }
     write_json(out_dir / RUN_FILE, payload)
     print("Test ROUGE: " + ", ".join(f"{k}={v:.2f}" for k, v in test_rouge.items()), flush=True)
     return payload
-
 
 
 def _log_parameters(method_name: str, params) -> None:
