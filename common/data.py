@@ -14,17 +14,16 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import os
-import socket
-import threading
 from pathlib import Path
 
 import pandas as pd
 from datasets import Dataset, DatasetDict
 
 from .config import DataArguments
+from .hub import LOCAL_PATH_HINT, HubUnreachableError, hub_reachable, require_hub
 
 logger = logging.getLogger(__name__)
 
@@ -32,49 +31,6 @@ SPLITS = ("train", "validation", "test")
 FILE_FLAGS = {"train": "train_file", "validation": "validation_file", "test": "test_file"}
 LIMIT_FLAGS = {"train": "max_train_samples", "validation": "max_eval_samples", "test": "max_test_samples"}
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
-HUB_HOST = "huggingface.co"
-LOCAL_PATH_HINT = ("Pass local data with --train_file/--validation_file/--test_file (.jsonl, .json, .csv, .parquet) "
-                   "and a local model folder with --model_name_or_path (e.g. `python -m common.tiny_model DIR`).")
-
-
-class HubUnreachableError(RuntimeError):
-    """The Hugging Face Hub is needed but cannot be reached (offline mode or no network)."""
-
-
-def hub_is_offline() -> bool:
-    """True when HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE / HF_DATASETS_OFFLINE asks for offline mode."""
-    flags = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
-    return any(os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"} for name in flags)
-
-
-def ensure_hub_reachable(what: str, timeout_s: float = 5.0) -> None:
-    """Fail fast, naming the local-path flags, when `what` must come from an unreachable Hub.
-
-    A plain Hub miss can hang for 25-47 s per request; this probe answers within `timeout_s`.
-    """
-    if hub_is_offline():
-        raise HubUnreachableError(f"{what} must be downloaded from the Hugging Face Hub, but offline mode is set "
-                                  f"(HF_HUB_OFFLINE=1). {LOCAL_PATH_HINT}")
-    if not _can_connect(HUB_HOST, 443, timeout_s):
-        raise HubUnreachableError(f"{what} must be downloaded from the Hugging Face Hub, but {HUB_HOST} cannot be "
-                                  f"reached within {timeout_s:.0f} s. {LOCAL_PATH_HINT}")
-
-
-def _can_connect(host: str, port: int, timeout_s: float) -> bool:
-    # Name resolution ignores socket timeouts, so the whole probe runs in a daemon thread.
-    result = {"ok": False}
-
-    def probe():
-        try:
-            with socket.create_connection((host, port), timeout=timeout_s):
-                result["ok"] = True
-        except OSError:
-            pass
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout_s)
-    return result["ok"]
 
 
 def read_table(path: str, flag: str) -> pd.DataFrame:
@@ -153,11 +109,37 @@ def load_split_table(split: str, data_args: DataArguments) -> tuple[pd.DataFrame
 
 
 def _load_hub_split(split: str, data_args: DataArguments) -> pd.DataFrame:
-    ensure_hub_reachable(f"The {split} split of dataset '{data_args.dataset_name}'")
+    """One split of `--dataset_name` from the Hub, or from the local cache when the Hub cannot answer.
+
+    `datasets` falls back to its cache by itself, but only after retrying the Hub for about 25 s per
+    file; when the endpoint does not answer at all, the cache is asked directly instead.
+    """
     from datasets import load_dataset
 
-    dataset = load_dataset(data_args.dataset_name, data_args.dataset_config, split=split)
+    what = f"The {split} split of dataset '{data_args.dataset_name}' ({data_args.dataset_config})"
+    online = hub_reachable()
+    try:
+        with contextlib.nullcontext() if online else _datasets_cache_only():
+            dataset = load_dataset(data_args.dataset_name, data_args.dataset_config, split=split)
+    except (ConnectionError, FileNotFoundError) as error:
+        if online:
+            raise HubUnreachableError(f"{what} could not be loaded: {error}. {LOCAL_PATH_HINT}") from error
+        require_hub(f"{what} (not in the local cache)")
+        raise
     return dataset.to_pandas()
+
+
+@contextlib.contextmanager
+def _datasets_cache_only():
+    """`datasets` in offline mode for one call: it then loads the newest cached copy, or raises at once."""
+    import datasets
+
+    previous = datasets.config.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE = previous
 
 
 def select_subset(dataset: Dataset, limit: int | None, seed: int) -> Dataset:

@@ -29,9 +29,9 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from .callbacks import GenerateAndScoreCallback
 from .config import RunConfig
-from .data import SPLITS, HubUnreachableError, LOCAL_PATH_HINT, ensure_hub_reachable, load_splits
+from .data import SPLITS, load_splits
 from .generation import generate_summaries, unwrap_peft
-from .hub import prepare_hub_folder, push_folder
+from .hub import LOCAL_PATH_HINT, HubUnreachableError, prepare_hub_folder, push_folder, require_hub
 from .methods import build_method, count_parameters, load_trained, num_virtual_tokens, save_trained
 from .metrics import mean_words, rouge_scores
 from .results import (PREDICTIONS_FILE, RUN_FILE, folder_size_bytes, package_versions, peak_memory, write_json,
@@ -50,7 +50,7 @@ def from_pretrained_or_explain(loader, name: str, what: str, **kwargs):
         return loader.from_pretrained(name, local_files_only=True, **kwargs)
     except (OSError, ValueError):
         pass
-    ensure_hub_reachable(f"{what} '{name}'")
+    require_hub(f"{what.capitalize()} '{name}' (not in the local cache)")
     try:
         return loader.from_pretrained(name, **kwargs)
     except OSError as error:
@@ -168,8 +168,9 @@ def build_trainer(cfg: RunConfig, model, tokenizer, splits) -> SummarizationTrai
         prompts = build_prompts(tokenizer, sample["article"], cfg.data)
         callbacks.append(GenerateAndScoreCallback(tokenizer, prompts, list(sample["summary"]), cfg.generation))
     # The Trainer's own Hub push would upload every checkpoint; we push one prepared folder at the end.
+    # The Trainer pickles its arguments into every checkpoint (training_args.bin): it never sees the token.
     # Checkpointing is switched on here rather than by the Trainer (see enable_activation_checkpointing).
-    overrides = {"push_to_hub": False} if cfg.training.push_to_hub else {}
+    overrides = {"push_to_hub": False, "hub_token": None} if cfg.training.push_to_hub or cfg.training.hub_token else {}
     if cfg.training.activation_checkpointing:
         enable_activation_checkpointing(model, cfg.training.activation_checkpointing_kwargs)
         overrides.update(activation_checkpointing=False, gradient_checkpointing=False)
@@ -277,8 +278,6 @@ def export_extras(cfg: RunConfig, model, tokenizer, summary: dict) -> None:
         export_merged(model, tokenizer, merge_dir)
         print(f"Merged model written to {Path(merge_dir).resolve()}", flush=True)
     if cfg.training.push_to_hub:
-        if not cfg.training.hub_model_id:
-            raise ValueError("--push_to_hub needs --hub_model_id NAME (e.g. your-user/gpt-neo-lora-cnndm)")
         folder = prepare_hub_folder(Path(cfg.training.output_dir), summary, cfg.training.hub_model_id)
         print(f"Hub folder prepared at {folder.resolve()}", flush=True)
         try:

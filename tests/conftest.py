@@ -1,16 +1,37 @@
 """Shared fixtures: a tiny random GPT-Neo with an offline tokenizer, and the fixture splits.
 
-Every test runs offline (HF_HUB_OFFLINE=1 is forced here as well as in CI).
+Every test runs offline (HF_HUB_OFFLINE=1 is forced here as well as in CI). huggingface_hub and
+datasets read HF_ENDPOINT and HF_HOME when they are imported, so both are set here, before any test
+module imports them: the endpoint is a port on 127.0.0.1 reserved for the test Hub server
+(`tests/hub_server.py`, started by the `hub_server` fixture), and HF_HOME a fresh folder, so no test
+reads the user's cache or token, or reaches the real Hub.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import socket
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+HUB_PORT = _free_port()
+os.environ["HF_ENDPOINT"] = f"http://127.0.0.1:{HUB_PORT}"
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="pytest-hf-home-")
+atexit.register(shutil.rmtree, os.environ["HF_HOME"], ignore_errors=True)
+for _name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_CACHE", "HF_DATASETS_CACHE", "TRANSFORMERS_CACHE"):
+    os.environ.pop(_name, None)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,14 +1,14 @@
 """Data loading: each bad-input case gives a clear error or a counted drop."""
 
 import json
-import time
 
 import pandas as pd
 import pytest
 
-from common import data as data_module
+from common import hub as hub_module
 from common.config import DataArguments
-from common.data import HubUnreachableError, ensure_hub_reachable, load_splits, read_table, select_subset
+from common.data import load_splits, read_table, select_subset
+from common.hub import HubUnreachableError
 
 
 def write_jsonl(path, rows):
@@ -85,19 +85,29 @@ def test_missing_file_names_the_flag(tmp_path):
 
 def test_hub_unreachable_in_offline_mode_names_local_flags(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    start = time.perf_counter()
     with pytest.raises(HubUnreachableError) as error:
         load_splits(DataArguments(), ("train",))
-    assert time.perf_counter() - start < 5
-    assert "--train_file" in str(error.value) and "--model_name_or_path" in str(error.value)
+    message = str(error.value)
+    assert "not in the local cache" in message and "offline mode" in message
+    assert "--train_file" in message and "--model_name_or_path" in message
 
 
-def test_hub_unreachable_without_offline_flag(monkeypatch):
+def test_hub_unreachable_without_offline_flag_names_the_endpoint(monkeypatch):
+    """No private socket probe: the endpoint huggingface_hub uses (HF_ENDPOINT) is asked, and a closed port fails."""
+    import socket
+
+    from huggingface_hub import constants
+
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(data_module, "_can_connect", lambda host, port, timeout_s: False)
-    with pytest.raises(HubUnreachableError, match="cannot be reached"):
-        ensure_hub_reachable("The dataset")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    with socket.socket() as sock:  # a port that nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    monkeypatch.setattr(hub_module, "hub_endpoint", lambda: closed)
+    assert not hub_module.hub_reachable(timeout_s=5)
+    with pytest.raises(HubUnreachableError, match=f"{closed} gave no answer.*--train_file"):
+        hub_module.require_hub("The dataset")
 
 
 def test_subset_is_seeded_and_deterministic(tmp_path):
