@@ -153,8 +153,12 @@ class SoftPromptArguments:
 class FinetuneArguments:
     """Classic fine-tuning of the last transformer blocks only."""
 
-    num_trainable_layers: int = field(default=1, metadata={"help": "Last transformer blocks trained (with the "
-                                      "final layer norm); every other weight stays frozen."})
+    num_trainable_layers: int = field(default=1, metadata={"help": "Last transformer blocks trained; every other "
+                                      "weight stays frozen. 0 with --train_lm_head trains the LM head alone (the "
+                                      "seed's setting)."})
+    train_final_norm: bool | None = field(default=None, metadata={"help": "Also train the final layer norm (after "
+                                          "the last block). Default: yes when blocks are trained "
+                                          "(--num_trainable_layers > 0), no otherwise."})
     train_lm_head: bool = field(default=False, metadata={"help": "Also train the LM head. On models that tie "
                                 "it to the input embeddings (GPT-Neo: 50,257 x 768 = 38.6M shared parameters) this "
                                 "trains the whole embedding matrix, which run.json records as tied_lm_head."})
@@ -162,6 +166,13 @@ class FinetuneArguments:
     def __post_init__(self):
         if self.num_trainable_layers < 0:
             raise ValueError(f"--num_trainable_layers must be >= 0; got {self.num_trainable_layers}")
+        if self.num_trainable_layers == 0 and not (self.train_lm_head or self.train_final_norm):
+            raise ValueError("--num_trainable_layers 0 trains nothing unless --train_lm_head or --train_final_norm")
+
+    @property
+    def trains_final_norm(self) -> bool:
+        """`train_final_norm`, or its default: trained together with the last blocks."""
+        return self.num_trainable_layers > 0 if self.train_final_norm is None else self.train_final_norm
 
 
 @dataclass(frozen=True)
@@ -280,6 +291,9 @@ def parse_run_config(method_name: str, argv: list[str] | None = None) -> RunConf
     if config_file:
         parser.set_defaults(**read_yaml_config(config_file, parser))
     model, data, generation, method, training, _extra = parser.parse_args_into_dataclasses(args=argv)
+    if training.push_to_hub and not training.hub_model_id:
+        parser.error("--push_to_hub needs --hub_model_id OWNER/NAME (e.g. your-user/gpt-neo-lora-cnndm); "
+                     "checked now so that it does not fail after training")
     return RunConfig(method_name, model, data, generation, method, training, config_file)
 
 

@@ -109,14 +109,15 @@ def _find_module(model: nn.Module, paths: tuple[str, ...], what: str) -> nn.Modu
 
 
 def build_finetune(model: nn.Module, args: FinetuneArguments) -> nn.Module:
-    """Freeze everything, then unfreeze the last blocks, the final norm and optionally the LM head."""
+    """Freeze everything, then unfreeze the last blocks and, if asked, the final norm and the LM head."""
     model.requires_grad_(False)
     blocks = transformer_blocks(model)
     if args.num_trainable_layers > len(blocks):
         raise ValueError(f"--num_trainable_layers {args.num_trainable_layers} exceeds the model's {len(blocks)} blocks")
     for block in list(blocks)[len(blocks) - args.num_trainable_layers:]:
         block.requires_grad_(True)
-    final_norm(model).requires_grad_(True)
+    if args.trains_final_norm:
+        final_norm(model).requires_grad_(True)
     if args.train_lm_head:
         model.get_output_embeddings().requires_grad_(True)
     return model

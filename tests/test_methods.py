@@ -109,6 +109,24 @@ def test_finetune_with_tied_head_trains_embeddings_and_counts_once(tiny_model_di
     counts = count_parameters(model)
     embedding = model.get_input_embeddings().weight
     assert counts.tied_lm_head is True
-    ln_f = sum(p.numel() for p in model.transformer.ln_f.parameters())
-    assert counts.trainable == embedding.numel() + ln_f
+    assert counts.trainable == embedding.numel()  # the seed's setting: the (tied) LM head alone
+    assert [name for name, p in model.named_parameters() if p.requires_grad] == ["transformer.wte.weight"]
     assert counts.total == sum(p.numel() for p in model.parameters())  # parameters() yields the tied tensor once
+
+
+@pytest.mark.parametrize("layers, final_norm, expected", [
+    (0, True, ["transformer.ln_f.bias", "transformer.ln_f.weight", "transformer.wte.weight"]),
+    (1, None, ["transformer.h.1", "transformer.ln_f.bias", "transformer.ln_f.weight"]),
+    (1, False, ["transformer.h.1"]),
+])
+def test_finetune_trains_the_final_norm_with_blocks_or_when_asked(tiny_model_dir, layers, final_norm, expected):
+    args = FinetuneArguments(num_trainable_layers=layers, train_final_norm=final_norm, train_lm_head=layers == 0)
+    model = build("finetune", tiny_model_dir, args)
+    trained = {name if not name.startswith("transformer.h.") else ".".join(name.split(".")[:3])
+               for name, p in model.named_parameters() if p.requires_grad}
+    assert sorted(trained) == expected
+
+
+def test_finetune_that_trains_nothing_is_refused():
+    with pytest.raises(ValueError, match="trains nothing"):
+        FinetuneArguments(num_trainable_layers=0)
