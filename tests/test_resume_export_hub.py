@@ -105,7 +105,8 @@ def test_push_to_hub_uploads_the_prepared_folder(method, tiny_model_dir, fixture
     assert weights in names and "README.md" in names and "run.json" in names
     assert not any(name in names for name in ("model.safetensors", "pytorch_model.bin"))
     card = (folder / "README.md").read_text()
-    for text in (str(tiny_model_dir), f"{payload['trainable']:,} of {payload['total']:,}",
+    assert str(tmp_path) not in card and str(tiny_model_dir) not in (folder / "run.json").read_text()
+    for text in (f"`{tiny_model_dir.name}`", f"{payload['trainable']:,} of {payload['total']:,}",
                  f"ROUGE-Lsum {payload['test_rouge']['rougeLsum']:.2f}", "train 6, validation 3, test 4"):
         assert text in card, text
     # The card's load snippet works, pointed at the local folder instead of the Hub id.
