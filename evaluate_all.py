@@ -1,12 +1,18 @@
 """Compare every run's test predictions with the lead-3 and zero-shot baselines on the same examples.
 
-    python evaluate_all.py                                   # every runs/*/ folder (not runs/comparison)
+    python evaluate_all.py                                   # every run folder under runs/, at any depth
+    python evaluate_all.py --runs_dir runs/gpt-neo-125m      # only the runs under runs/gpt-neo-125m/
     python evaluate_all.py runs/lora runs/zero_shot old_predictions.csv --output_dir runs/comparison
 
 Inputs are run folders (predictions_test.csv + run.json) or CSVs with the classic `Predicted Summary`
-and `Actual Summary` columns. Writes OUTPUT_DIR/comparison.{md,csv,json}, examples.md and two PNG
-plots, and prints the ranked table. A bad input is skipped with its reason; with no valid input left
-the script exits with an error.
+and `Actual Summary` columns. With no input, every folder under --runs_dir that holds
+predictions_test.csv is a run (e.g. runs/gpt-neo-125m/lora/), named by its path relative to
+--runs_dir (`gpt-neo-125m/lora`); hidden folders, --output_dir and a run's own subfolders (adapter/,
+hub_upload/, checkpoint-*) are not searched. Inputs given on the command line are named by their
+folder (or CSV) name, with -2, -3, ... on repeats. An input named lead3 is listed as `lead3 (run)`.
+
+Writes OUTPUT_DIR/comparison.{md,csv,json}, examples.md and two PNG plots, and prints the ranked
+table. A bad input is skipped with its reason; with no valid input left the script exits with an error.
 """
 
 from __future__ import annotations
@@ -15,16 +21,19 @@ import argparse
 
 from common.evaluation import add_lead3, align_systems, compare, load_systems
 from common.plots import write_plots
-from common.predictions import discover_run_dirs
+from common.predictions import discover_run_dirs, run_name
 from common.report import skipped_lines, system_rows, write_reports
 from common.stats import MIN_SAMPLES
 
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("inputs", nargs="*", help="Run folders or prediction CSVs. Default: every folder in "
-                        "--runs_dir that holds predictions_test.csv or run.json (except --output_dir).")
-    parser.add_argument("--runs_dir", default="runs", help="Where to look for run folders when no input is given.")
+    parser.add_argument("inputs", nargs="*", help="Run folders or prediction CSVs. Default: every run found "
+                        "under --runs_dir.")
+    parser.add_argument("--runs_dir", default="runs", help="When no input is given: every folder under it, at any "
+                        "depth, that holds predictions_test.csv is a run, named by its path relative to it (e.g. "
+                        "gpt-neo-125m/lora). Hidden folders, --output_dir and a run's own subfolders are not "
+                        "searched.")
     parser.add_argument("--output_dir", default="runs/comparison", help="Where the reports and plots are written.")
     parser.add_argument("--bootstrap_samples", type=int, default=MIN_SAMPLES,
                         help=f"Resamples for the bootstrap CIs and the paired permutation test (>= {MIN_SAMPLES}).")
@@ -48,8 +57,10 @@ def main(argv: list[str] | None = None):
     args = parse_args(argv)
     paths = args.inputs or discover_run_dirs(args.runs_dir, args.output_dir)
     if not paths:
-        raise SystemExit(f"error: no inputs given and no run folder found in {args.runs_dir}/")
-    systems, skipped = load_systems(paths)
+        raise SystemExit(f"error: no inputs given and no run folder found under {args.runs_dir}/ "
+                         "(a run folder holds predictions_test.csv)")
+    names = None if args.inputs else [run_name(path, args.runs_dir) for path in paths]
+    systems, skipped = load_systems(paths, names)
     systems, keys, unaligned = align_systems(systems)
     skipped += unaligned
     if not systems:

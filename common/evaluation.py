@@ -27,6 +27,7 @@ from .predictions import (PREDICTIONS_FILE, RUN_FILE, InputError, csv_ids, read_
 from .stats import bootstrap_ci, paired_permutation_test
 
 BASELINE_METHODS = ("zero_shot", "lead3")
+LEAD3_NAME = "lead3"  # the baseline's name; an input of that name is renamed (`input_name`)
 RANK_KEY = "rougeLsum"
 ALPHA = 0.05
 
@@ -113,24 +114,40 @@ def load_system(path: str | Path) -> System:
                   articles=articles, ids=ids, run=run, keys=ids)
 
 
-def load_systems(paths: list[str | Path]) -> tuple[list[System], list[Skipped]]:
-    """Every loadable system (names made unique) and the skipped ones with their reasons.
+def load_systems(paths: list[str | Path], names: list[str] | None = None) -> tuple[list[System], list[Skipped]]:
+    """Every loadable system and the skipped ones with their reasons.
+
+    Systems are named by `names` (default: each folder's name, or the CSV's name without `.csv`, or
+    its folder's for a `predictions_test.csv`), made unique with `-2`, `-3`, ...; an input named
+    `lead3` becomes `lead3 (run)`, so it is never mistaken for the lead-3 baseline.
 
     Example:
         >>> systems, skipped = load_systems(["runs/lora", "runs/broken"])
         >>> skipped[0].reason
         'runs/broken/predictions_test.csv: file not found'
+        >>> [s.name for s in load_systems(["runs/neo/lora", "runs/lead3"], ["neo/lora", "lead3"])[0]]
+        ['neo/lora', 'lead3 (run)']
     """
     systems, skipped = [], []
-    for path in paths:
+    for path, name in zip(paths, names or [None] * len(paths)):
         try:
             system = load_system(path)
         except InputError as error:
-            skipped.append(Skipped(Path(path).name, str(error)))
+            skipped.append(Skipped(input_name(name or Path(path).name), str(error)))
             continue
-        system.name = unique_name(system.name, {s.name for s in systems})
+        system.name = unique_name(input_name(name or system.name), {s.name for s in systems})
         systems.append(system)
     return systems, skipped
+
+
+def input_name(name: str) -> str:
+    """`name`, unless it is the lead-3 baseline's: then `lead3 (run)`.
+
+    Example:
+        >>> input_name("lead3"), input_name("lora")
+        ('lead3 (run)', 'lora')
+    """
+    return f"{name} (run)" if name == LEAD3_NAME else name
 
 
 def unique_name(name: str, taken: set[str]) -> str:
@@ -224,10 +241,10 @@ def add_lead3(systems: list[System], keys: list[str]) -> tuple[list[System], Ski
     rows = {key: i for i, key in enumerate(source.keys)}
     articles = [source.articles[rows[key]] for key in keys]
     references = [source.references[rows[key]] for key in keys]
-    baseline = System(name="lead3", method="lead3", source=f"first 3 sentences of {source.name}'s Article column",
+    baseline = System(name=LEAD3_NAME, method="lead3", source=f"first 3 sentences of {source.name}'s Article column",
                       references=references, predictions=[lead3(a) for a in articles], articles=articles,
                       ids=list(keys), keys=list(keys))
-    baseline.name = unique_name("lead3", {s.name for s in systems})
+    baseline.name = unique_name(LEAD3_NAME, {s.name for s in systems})
     return [*systems, baseline], None
 
 

@@ -101,15 +101,48 @@ def text_column(frame: pd.DataFrame, column: str) -> list[str]:
 
 
 def discover_run_dirs(runs_dir: str | Path, output_dir: str | Path) -> list[Path]:
-    """Sub-folders of `runs_dir` holding a predictions CSV or run.json, sorted, without `output_dir`.
+    """Every folder below `runs_dir`, at any depth, that holds predictions_test.csv (a run), sorted.
+
+    Not searched: hidden folders, `output_dir` and everything under it (wherever it is, so an older
+    report is never read as a run), and the subfolders of a run: `adapter/`, `hub_upload/` and
+    `checkpoint-*` are the run's own files, so a run saved inside another run's folder is not found
+    (pass it as an input). `runs_dir` itself is never a run. Symlinked folders are followed once.
 
     Example:
         >>> discover_run_dirs("runs", "runs/comparison")
-        [PosixPath('runs/lora'), PosixPath('runs/zero_shot')]
+        [PosixPath('runs/gpt-neo-125m/lora'), PosixPath('runs/gpt-neo-125m/zero_shot'), PosixPath('runs/lora')]
     """
-    runs_dir, output = Path(runs_dir), Path(output_dir).resolve()
+    runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return []
-    return sorted(path for path in runs_dir.iterdir()
-                  if path.is_dir() and path.resolve() != output and not path.name.startswith(".")
-                  and ((path / PREDICTIONS_FILE).exists() or (path / RUN_FILE).exists()))
+    return sorted(_find_runs(runs_dir, Path(output_dir).resolve(), {runs_dir.resolve()}))
+
+
+def _find_runs(folder: Path, output: Path, seen: set[Path]) -> list[Path]:
+    """Runs below `folder`: a subfolder with the predictions CSV is one, any other is searched in turn."""
+    runs = []
+    for child in _subfolders(folder):
+        real = child.resolve()
+        if child.name.startswith(".") or real == output or real in seen:
+            continue
+        seen.add(real)  # a symlink back up the tree is not walked twice
+        runs.extend([child] if (child / PREDICTIONS_FILE).is_file() else _find_runs(child, output, seen))
+    return runs
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    """The folders in `folder`, sorted; none when it cannot be listed (no permission)."""
+    try:
+        return sorted(path for path in folder.iterdir() if path.is_dir())
+    except OSError:
+        return []
+
+
+def run_name(run_dir: str | Path, runs_dir: str | Path) -> str:
+    """A discovered run's name: its path relative to `runs_dir`, with forward slashes.
+
+    Example:
+        >>> run_name("runs/gpt-neo-125m/lora", "runs")
+        'gpt-neo-125m/lora'
+    """
+    return Path(run_dir).relative_to(runs_dir).as_posix()

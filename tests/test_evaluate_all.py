@@ -12,7 +12,7 @@ from rouge_score import rouge_scorer
 import evaluate_all
 from common.evaluation import System, add_lead3, align_systems, compare, lead3, load_system, load_systems
 from common.metrics import ROUGE_KEYS, calculate_rouge_from_csv, rouge_per_example
-from common.predictions import InputError, read_predictions_csv
+from common.predictions import InputError, discover_run_dirs, read_predictions_csv, run_name
 from common.stats import bootstrap_ci, paired_permutation_test
 
 FAST = ["--bootstrap_samples", "200", "--allow_few_bootstrap_samples", "--seed", "3"]
@@ -204,7 +204,7 @@ def test_bad_run_folder_is_skipped_while_the_others_are_reported(tmp_path, capsy
 
 
 def test_no_valid_system_exits_with_an_error(tmp_path):
-    (tmp_path / "runs" / "bad").mkdir(parents=True)
+    make_run(tmp_path / "runs", "bad", rows(2), None)
     (tmp_path / "runs" / "bad" / "run.json").write_text("{not json")
     with pytest.raises(SystemExit, match="no valid system to evaluate") as error:
         evaluate_all.main(["--runs_dir", str(tmp_path / "runs"), "--output_dir", str(tmp_path / "out"), *FAST])
@@ -226,6 +226,64 @@ def test_calculate_rouge_from_csv_prints_the_classic_line(tmp_path, capsys):
     scores = calculate_rouge_from_csv(path)
     assert capsys.readouterr().out == "ROUGE-1: 83.33, ROUGE-2: 60.00, ROUGE-L: 83.33\n"
     assert scores == pytest.approx({"rouge1": 500 / 6, "rouge2": 60.0, "rougeL": 500 / 6, "rougeLsum": 500 / 6})
+
+
+# --- finding runs ---------------------------------------------------------------------------------------
+
+
+def test_runs_are_found_at_any_depth_and_named_by_relative_path(tmp_path):
+    runs = tmp_path / "runs"
+    for name in ("top", "neo/lora", "a/b/deep", ".hidden/lora", "neo/lora/checkpoint-2"):
+        make_run(runs, name, rows(1), None)
+    (runs / "neo" / "lora" / "adapter").mkdir()
+    (runs / "no_csv").mkdir()
+    (runs / "no_csv" / "run.json").write_text(json.dumps(run_json("lora", 1, 1.0)))  # run.json alone: not a run
+    (runs / "a" / "b" / "up").symlink_to(runs, target_is_directory=True)  # a loop back to the top is not walked
+    found = discover_run_dirs(runs, runs / "comparison")
+    assert found == [runs / "a/b/deep", runs / "neo/lora", runs / "top"]
+    assert [run_name(path, runs) for path in found] == ["a/b/deep", "neo/lora", "top"]
+
+
+@pytest.mark.parametrize("output", ["comparison", "demo/comparison"])
+def test_the_output_folder_is_not_searched_wherever_it_is(tmp_path, output):
+    runs = tmp_path / "runs"
+    for name in ("demo/lora", "zero_shot", output, f"{output}/older"):  # an older report holding prediction CSVs
+        make_run(runs, name, rows(1), None)
+    assert discover_run_dirs(runs, runs / output) == [runs / "demo/lora", runs / "zero_shot"]
+
+
+def test_bare_main_compares_the_gpu_preset_tree(tmp_path, monkeypatch):
+    """runs/gpt-neo-125m/<method>/ as the README's GPU presets write it, and the default output folder."""
+    monkeypatch.chdir(tmp_path)  # the default --output_dir runs/comparison lands in tmp_path
+    runs = tmp_path / "runs"
+    predictions = {"lora": lambda i: f"The storm hit the coast {i}. Police closed the road.",
+                   "finetune": lambda i: f"The storm hit the coast {i}. Police closed.",
+                   "soft_prompt": lambda i: f"The storm hit the coast {i}.", "zero_shot": lambda i: "Nothing here."}
+    for method, prediction in predictions.items():
+        make_run(runs, f"gpt-neo-125m/{method}", rows(4, prediction), run_json(method, 10, 1.0))
+    make_run(runs, "comparison", rows(4), run_json("lora", 1, 1.0))  # an older report folder: not a run
+    evaluate_all.main(["--runs_dir", str(runs), *FAST])
+    payload = json.loads((runs / "comparison" / "comparison.json").read_text())
+    assert [row["system"] for row in payload["systems"]] == [  # ranked by ROUGE-Lsum: 100, 88.9, 81.8, 75, 0
+        "gpt-neo-125m/lora", "gpt-neo-125m/finetune", "lead3", "gpt-neo-125m/soft_prompt", "gpt-neo-125m/zero_shot"]
+    assert [row["method"] for row in payload["systems"]] == ["lora", "finetune", "lead3", "soft_prompt", "zero_shot"]
+    assert payload["skipped"] == []
+
+
+def test_a_run_named_lead3_leaves_the_name_to_the_baseline(tmp_path):
+    runs = fake_runs(tmp_path / "runs", n=3)
+    make_run(runs, "lead3", rows(3), run_json("lora", 10, 1.0))
+    result = evaluate_all.main(["--runs_dir", str(runs), "--output_dir", str(tmp_path / "out"), *FAST])
+    assert sorted((s.name, s.system.method) for s in result.systems) == [
+        ("lead3", "lead3"), ("lead3 (run)", "lora"), ("lora", "lora"), ("prompt", "soft_prompt"),
+        ("zero_shot", "zero_shot")]
+
+
+def test_inputs_given_by_path_keep_their_folder_names(tmp_path):
+    for group in ("a", "b"):
+        make_run(tmp_path / group, "lora", rows(2), run_json("lora", 10, 1.0))
+    systems, skipped = load_systems([tmp_path / "a" / "lora", tmp_path / "b" / "lora" / "predictions_test.csv"])
+    assert [s.name for s in systems] == ["lora", "lora-2"] and skipped == []
 
 
 # --- end to end -----------------------------------------------------------------------------------------
