@@ -1,5 +1,8 @@
-"""ROUGE helpers against rouge_score on hand-made strings."""
+"""ROUGE helpers against rouge_score on hand-made strings; the `evaluate` metric against them."""
 
+from pathlib import Path
+
+import evaluate
 import pytest
 from rouge_score import rouge_scorer
 
@@ -50,3 +53,21 @@ def test_sentences_do_not_end_after_titles_or_initials():
     ]
     assert lead3(article) == ("(CNN)An illness has killed 18 people, officials said Sunday. Dr. Dayo Adeyanju "
                               "said five are treated. John F. Kennedy Airport was shut at 4 p.m. Local time.")
+
+
+def test_evaluate_metric_loads_offline_and_equals_our_scorer(monkeypatch):
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])  # the README's relative path, from the project root
+    predictions = ["the cat sat on the mat", "The dog ran. The cat sat.", "", "Dr. Adeyanju spoke. Rain fell."]
+    references = ["the cat sat on a mat", "The cat sat. The dog ran.", "A dog barked.",
+                  "Rain fell. Dr. Adeyanju spoke."]
+    rouge = evaluate.load("common/rouge_metric.py")  # HF_HUB_OFFLINE=1 (conftest): nothing is fetched
+    result = rouge.compute(predictions=predictions, references=references)
+    assert result == rouge_scores(predictions, references)  # exact: the same code on the same strings
+    assert list(result) == list(ROUGE_KEYS)
+    # per example: 5 of 6 words shared; swapped sentences (Lsum 100, L 3 of 6); empty 0; 'Dr.' does not end a
+    # sentence, so swapping 'dr adeyanju spoke' and 'rain fell' gives Lsum 100, L 3 of 5
+    assert result["rougeLsum"] == pytest.approx((500 / 6 + 100 + 0 + 100) / 4)
+    per_example = rouge.compute(predictions=predictions, references=references, use_aggregator=False)
+    assert per_example == {key: [scores[key] for scores in rouge_per_example(predictions, references)]
+                           for key in ROUGE_KEYS}
+    assert per_example["rougeL"] == pytest.approx([500 / 6, 50.0, 0.0, 60.0])
