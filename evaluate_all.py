@@ -18,7 +18,9 @@ table. A bad input is skipped with its reason; with no valid input left the scri
 from __future__ import annotations
 
 import argparse
+import sys
 
+from common.cli import run
 from common.evaluation import add_lead3, align_systems, compare, load_systems
 from common.plots import write_plots
 from common.predictions import discover_run_dirs, run_name
@@ -76,4 +78,4 @@ def main(argv: list[str] | None = None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))

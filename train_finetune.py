@@ -8,6 +8,9 @@ Writes OUTPUT_DIR/adapter (trained tensors only, safetensors), OUTPUT_DIR/predic
 
 from __future__ import annotations
 
+import sys
+
+from common.cli import run
 from common.config import parse_run_config
 from common.training import run_method
 
@@ -19,4 +22,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))

@@ -181,7 +181,8 @@ class ZeroShotArguments:
     `trained_path`) generation only with what a training run saved."""
 
     trained_path: str | None = field(default=None, metadata={"help": "A training run's adapter/ folder "
-                                     "(LoRA, soft prompt, or last-layer tensors): generate with it instead of the "
+                                     "(LoRA, soft prompt, or last-layer tensors), or the Hub id a run was pushed to "
+                                     "(--push_to_hub): generate with it instead of the "
                                      "bare base model, e.g. to score a trained run on another file or with other "
                                      "generation settings without retraining. run.json then carries that run's "
                                      "method, parameter counts and training time (from the folder above adapter/)."})
@@ -291,6 +292,9 @@ def parse_run_config(method_name: str, argv: list[str] | None = None) -> RunConf
     if config_file:
         parser.set_defaults(**read_yaml_config(config_file, parser))
     model, data, generation, method, training, _extra = parser.parse_args_into_dataclasses(args=argv)
+    if training.push_to_hub and method_name == "zero_shot":
+        parser.error("--push_to_hub: a zero-shot or generation-only run trains nothing to upload; push the "
+                     "training run instead (train_*.py --push_to_hub --hub_model_id OWNER/NAME)")
     if training.push_to_hub and not training.hub_model_id:
         parser.error("--push_to_hub needs --hub_model_id OWNER/NAME (e.g. your-user/gpt-neo-lora-cnndm); "
                      "checked now so that it does not fail after training")

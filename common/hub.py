@@ -25,6 +25,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from .cli import UserError
 from .results import atomic_write_text
 
 HUB_FOLDER = "hub_upload"
@@ -35,7 +36,7 @@ OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFL
 REACH_TIMEOUT_S = 10.0
 
 
-class HubUnreachableError(RuntimeError):
+class HubUnreachableError(UserError, RuntimeError):
     """The Hugging Face Hub is needed but cannot be reached (offline mode or no network)."""
 
 

@@ -17,12 +17,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from .cli import UserError
+
 from .results import PREDICTIONS_FILE, RUN_FILE  # noqa: F401 - re-exported for evaluation
 
 REQUIRED_COLUMNS = ("Predicted Summary", "Actual Summary")
 
 
-class InputError(ValueError):
+class InputError(UserError, ValueError):
     """A prediction file or run folder that cannot be evaluated; the message names the file."""
 
 

@@ -31,7 +31,7 @@ from .callbacks import GenerateAndScoreCallback
 from .config import RunConfig
 from .data import SPLITS, load_splits
 from .generation import generate_summaries, unwrap_peft
-from .hub import LOCAL_PATH_HINT, HubUnreachableError, prepare_hub_folder, push_folder, require_hub
+from .hub import LOCAL_PATH_HINT, HubUnreachableError, is_hub_id, prepare_hub_folder, push_folder, require_hub
 from .methods import build_method, count_parameters, load_trained, num_virtual_tokens, save_trained
 from .metrics import mean_words, rouge_scores
 from .results import (PREDICTIONS_FILE, RUN_FILE, folder_size_bytes, package_versions, peak_memory, write_json,
@@ -308,17 +308,37 @@ def load_for_generation(base_model, trained_path: str) -> tuple[torch.nn.Module,
     """`base_model` with a training run's saved adapter or tensors, and the fields of that run's run.json
     (method, parameter counts, training cost) that the new run.json carries over.
 
+    `trained_path` is a run's `adapter/` folder (run.json is read from the folder above it) or the Hub
+    id of a pushed run (`--push_to_hub`), whose run.json sits beside the weights.
+
     Example:
         >>> model, carried = load_for_generation(base, "runs/lora/adapter")
         >>> carried["method"], carried["trained_path"]
         ('lora', 'runs/lora/adapter')
     """
-    model = load_trained(base_model, trained_path)
-    source = Path(trained_path).parent / RUN_FILE
-    run = json.loads(source.read_text(encoding="utf-8")) if source.is_file() else {}
+    folder = resolve_trained_path(trained_path)
+    model = load_trained(base_model, folder)
+    source = next((p for p in (folder / RUN_FILE, folder.parent / RUN_FILE) if p.is_file()), None)
+    run = json.loads(source.read_text(encoding="utf-8")) if source else {}
     if not run:
-        logger.warning("%s not found: run.json will not carry the training run's method and costs", source)
+        logger.warning("no run.json in or above %s: run.json will not carry the training run's method and costs",
+                       folder)
     return model, {**{k: run[k] for k in CARRIED_FIELDS if k in run}, "trained_path": str(trained_path)}
+
+
+def resolve_trained_path(trained_path: str) -> Path:
+    """A local folder as is; a Hub repo id from the local cache, else downloaded."""
+    if Path(trained_path).is_dir():
+        return Path(trained_path)
+    if not is_hub_id(trained_path):
+        raise FileNotFoundError(f"--trained_path {trained_path}: no such folder (nor a Hub repo id)")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(trained_path, local_files_only=True))
+    except (OSError, ValueError):
+        require_hub(f"Trained weights '{trained_path}' (not in the local cache)")
+    return Path(snapshot_download(trained_path))
 
 
 def write_results(cfg: RunConfig, test_split, predictions, counts, params, train_stats, gen_stats,

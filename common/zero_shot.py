@@ -16,6 +16,9 @@ and run.json carries that run's method, parameter counts and training time.
 
 from __future__ import annotations
 
+import sys
+
+from common.cli import run
 from common.config import parse_run_config
 from common.training import run_method
 
@@ -27,4 +30,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run(main))

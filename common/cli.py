@@ -1,0 +1,59 @@
+"""User errors read like a CLI's: one line `error: ...` on stderr and a non-zero exit, no traceback.
+
+A `UserError` is something the user can fix (a bad flag or value, a bad data file, an unreachable
+Hub); its message names the file, row or flag and the fix. Any other exception is a bug and keeps its
+traceback. `--debug` on the command line, or PEFT_SUM_DEBUG=1, shows the traceback of user errors too,
+for bug reports.
+
+Exit codes: 2 for usage errors (`ConfigError`: flags, YAML values), 1 for the others.
+
+Example:
+    >>> def main(argv): raise ConfigError("--learning_rate 0: must be > 0")
+    >>> run(main, ["--learning_rate", "0"])     # prints "error: --learning_rate 0: must be > 0"
+    2
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Callable
+
+DEBUG_FLAG = "--debug"
+DEBUG_VARIABLE = "PEFT_SUM_DEBUG"
+
+
+class UserError(Exception):
+    """An error the user can fix; the message says what and how. Exit code 1."""
+
+    exit_code = 1
+
+
+class ConfigError(UserError, ValueError):
+    """A bad flag or configuration value (usage error). Exit code 2."""
+
+    exit_code = 2
+
+
+class DataError(UserError, ValueError):
+    """A data file or split that cannot be used; the message names the file and row. Exit code 1."""
+
+
+def debug_requested(argv: list[str]) -> bool:
+    return DEBUG_FLAG in argv or os.environ.get(DEBUG_VARIABLE, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def run(main: Callable[[list[str]], object], argv: list[str] | None = None) -> int:
+    """Call `main(argv)` (argv without `--debug`); a UserError becomes one `error:` line and its exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = debug_requested(argv)
+    try:
+        main([a for a in argv if a != DEBUG_FLAG])
+    except UserError as error:
+        if debug:
+            traceback.print_exc()
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        return error.exit_code
+    return 0
