@@ -1,8 +1,21 @@
 """Loading, validating and subsetting the article/summary splits.
 
 Each split comes from a local file when its flag is given, else from the Hub dataset. Rows are
-normalised to three string columns, `id`, `article`, `summary`; rows whose article or summary is
-missing, empty or not text are dropped and counted.
+normalised to three string columns, `id`, `article`, `summary`.
+
+Values are read as they are written: a CSV cell "NA", "N/A", "null" or "nan" is that text (no
+pandas NA coercion), and "01" stays "01". Only a real missing value is missing: an empty CSV cell, a
+JSON null or an absent key, a parquet null. Rows whose article or summary is missing, empty or not
+text are dropped and counted. Ids:
+
+- no id column (`--id_column` absent from the file): rows are numbered `<split>-<row>`;
+- an id column: every kept row needs an id, text or an integer (1 and "1" are the same id), and no
+  id may repeat; otherwise a DataError names the file, the rows and the fix. Ids pair each test
+  prediction with its reference, so they are never made up for a row whose id is blank.
+
+Errors name rows as a user finds them: `line N` in JSON Lines and CSV files (1-based, the file's
+own line), `record N` in a JSON list and `row N` in parquet (1-based), `index N` in a Hub split
+(`dataset[N]`).
 
 Example:
     >>> splits, counts = load_splits(cfg.data)
@@ -15,13 +28,18 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import logging
+import math
+from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from datasets import Dataset, DatasetDict
 
+from .cli import DataError
 from .config import DataArguments
 from .hub import LOCAL_PATH_HINT, HubUnreachableError, hub_reachable, require_hub
 
@@ -31,59 +49,117 @@ SPLITS = ("train", "validation", "test")
 FILE_FLAGS = {"train": "train_file", "validation": "validation_file", "test": "test_file"}
 LIMIT_FLAGS = {"train": "max_train_samples", "validation": "max_eval_samples", "test": "max_test_samples"}
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+SHOWN = 3  # bad rows or ids named in one error message
 
 
 def read_table(path: str, flag: str) -> pd.DataFrame:
-    """Read a .jsonl/.json/.csv/.parquet file into a DataFrame of raw values.
+    """Read a .jsonl/.json/.csv/.parquet file into a DataFrame of raw values, with no NA coercion.
 
-    Raises a ValueError naming the file and flag for an unknown suffix or an unreadable file.
+    The index numbers the rows as the file does, its name saying in what: `line` (JSON Lines: the
+    file's 1-based line), `record` (a JSON list), `row` (CSV or parquet data rows, 1-based).
+    Raises a DataError naming the file and flag for an unknown suffix, a missing, empty or
+    unreadable file, or a JSON value that is not an object (with its line or record).
     """
+    where = f"--{flag} {path}"
     suffix = Path(path).suffix.lower()
     if suffix not in SUFFIXES:
-        raise ValueError(f"--{flag} {path}: unknown file type '{suffix}'; use one of {', '.join(SUFFIXES)}")
+        raise DataError(f"{where}: unknown file type '{suffix}'; use one of {', '.join(SUFFIXES)}")
     if not Path(path).is_file():
-        raise FileNotFoundError(f"--{flag} {path}: no such file")
+        raise DataError(f"{where}: no such file")
+    if Path(path).stat().st_size == 0:
+        raise DataError(f"{where}: the file is empty")
     try:
         if suffix == ".csv":
-            return pd.read_csv(path, dtype=object, keep_default_na=True)
-        if suffix == ".parquet":
-            return pd.read_parquet(path)
-        return _read_json_records(path)
+            table = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+        elif suffix == ".parquet":
+            table = pd.read_parquet(path, dtype_backend="numpy_nullable")  # ints stay ints next to nulls
+        else:
+            return _read_json_records(path, where, suffix)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{where}: the file is empty (no header, no rows)") from None
+    except DataError:
+        raise
     except (ValueError, OSError, pd.errors.ParserError) as error:
-        raise ValueError(f"--{flag} {path}: cannot read it as {suffix}: {error}") from error
+        raise DataError(f"{where}: cannot read it as {suffix}: {error}") from error
+    table.index = pd.RangeIndex(1, len(table) + 1, name="row")
+    return table
 
 
-def _read_json_records(path: str) -> pd.DataFrame:
-    with open(path, encoding="utf-8") as handle:
-        text = handle.read()
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        records = json.loads(text)
+def _read_json_records(path: str, where: str, suffix: str) -> pd.DataFrame:
+    """A JSON list of objects, or JSON Lines (one object per line; blank lines are skipped)."""
+    text = Path(path).read_text(encoding="utf-8-sig")  # a BOM is not JSON
+    if not text.strip():
+        raise DataError(f"{where}: the file is empty (only blank lines)")
+    document = _json_list(text, where, strict=suffix == ".json")
+    if document is not None:
+        unit, numbers, records = "record", list(range(1, len(document) + 1)), document
     else:
-        records = [json.loads(line) for line in text.splitlines() if line.strip()]
-    return pd.DataFrame.from_records(records)
+        unit, (numbers, records) = "line", _json_lines(text, where)
+    for number, record in zip(numbers, records):
+        if not isinstance(record, dict):
+            raise DataError(f"{where}: {unit} {number} holds a JSON {_json_kind(record)}, not an object; each "
+                            f"{unit} must be one object with the article and summary fields")
+    return pd.DataFrame(records, index=pd.Index(numbers, name=unit), dtype=object)
 
 
-def normalise_table(table: pd.DataFrame, data_args: DataArguments, source: str, split: str) -> tuple[Dataset, int]:
+def _json_list(text: str, where: str, strict: bool) -> list | None:
+    """The records of a file holding one JSON list, or None to read it as JSON Lines: when it does
+    not start with '[', or (not strict, for .jsonl) is not a valid list of objects."""
+    if not text.lstrip().startswith("["):
+        return None
+    try:
+        records = json.loads(text)
+    except json.JSONDecodeError as error:
+        if not strict:
+            return None
+        raise DataError(f"{where}: not valid JSON at line {error.lineno}, column {error.colno}: {error.msg}") from None
+    if not strict and not all(isinstance(record, dict) for record in records):
+        return None
+    if not records:
+        raise DataError(f"{where}: the JSON list is empty (no records)")
+    return records
+
+
+def _json_lines(text: str, where: str) -> tuple[list[int], list]:
+    """The 1-based line numbers and values of the non-blank lines. Split on '\\n' only: str.splitlines
+    would also break inside strings at U+2028 or U+0085, which JSON allows unescaped."""
+    numbers, values = [], []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            values.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            raise DataError(f"{where}: line {number} is not valid JSON ({error.msg} at column {error.colno}); "
+                            "each line must hold one JSON object") from None
+        numbers.append(number)
+    return numbers, values
+
+
+def _json_kind(value) -> str:
+    kinds = ((list, "list"), (str, "string"), (bool, "boolean"), ((int, float), "number"), (type(None), "null"))
+    return next(name for kind, name in kinds if isinstance(value, kind))
+
+
+def normalise_table(table: pd.DataFrame, data_args: DataArguments, source: str, split: str,
+                    path: str | None = None) -> tuple[Dataset, int]:
     """Keep `id`, `article`, `summary` as strings; drop and count rows that are not usable text.
 
-    Returns the cleaned Dataset and the number of dropped rows. A missing column raises a ValueError
-    naming `source`, the columns it has and the flag that maps them.
+    Returns the cleaned Dataset and the number of dropped rows. A DataError names `source` and the
+    fix for a missing column (with the columns it has and the flag that maps them), and names the
+    rows (see the module doc; `path`, the file behind `source`, gives CSV line numbers) for a kept
+    row without a usable id or a repeated id.
     """
     wanted = {"article_column": data_args.article_column, "summary_column": data_args.summary_column}
     for flag, column in wanted.items():
         if column not in table.columns:
-            raise ValueError(f"{source}: no column '{column}' (columns: {list(map(str, table.columns))}); "
-                             f"set --{flag} to the column holding the {flag.split('_')[0]}")
+            raise DataError(f"{source}: no column '{column}' (columns: {list(map(str, table.columns))}); "
+                            f"set --{flag} to the column holding the {flag.split('_')[0]}")
     articles = table[data_args.article_column].tolist()
     summaries = table[data_args.summary_column].tolist()
-    if data_args.id_column in table.columns:
-        ids = [_as_id(value, f"{split}-{row}") for row, value in enumerate(table[data_args.id_column].tolist())]
-    else:
-        ids = [f"{split}-{row}" for row in range(len(table))]
     keep = [row for row in range(len(table)) if _is_text(articles[row]) and _is_text(summaries[row])]
     columns = {
-        "id": [ids[row] for row in keep],
+        "id": _kept_ids(table, keep, data_args.id_column, source, split, path),
         "article": [articles[row].strip() for row in keep],
         "summary": [summaries[row].strip() for row in keep],
     }
@@ -94,10 +170,82 @@ def _is_text(value) -> bool:
     return isinstance(value, str) and value.strip() != ""
 
 
-def _as_id(value, fallback: str) -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return fallback
-    return str(value)
+def _is_missing(value) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def _as_id(value) -> str | None:
+    """The id as text: a non-blank string as it is, an integer in decimal; None for anything else."""
+    if isinstance(value, str):
+        return value if value.strip() else None
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return str(int(value))
+    return None
+
+
+def _kept_ids(table: pd.DataFrame, keep: list[int], column: str, source: str, split: str,
+              path: str | None) -> list[str]:
+    """The ids of the kept rows: `split-<row>` without an id column; else the column's, checked."""
+    if column not in table.columns:
+        return [f"{split}-{row}" for row in keep]
+    values = table[column].tolist()
+    ids = {row: _as_id(values[row]) for row in keep}
+    bad = [row for row in keep if ids[row] is None]
+    if bad:
+        names = _row_names(table, bad[:SHOWN], path)
+        problems = ", ".join(f"{name} ({_id_problem(values[row])})" for name, row in zip(names, bad))
+        raise DataError(f"{source}: {len(bad)} row(s) with an article and summary have no usable '{column}': "
+                        f"{problems}; give every row an id (text or an integer), or set --id_column to a column "
+                        f"that does (without an id column, rows are numbered {split}-0, {split}-1, ...)")
+    rows_of = defaultdict(list)
+    for row in keep:
+        rows_of[ids[row]].append(row)
+    repeated = [(key, rows) for key, rows in rows_of.items() if len(rows) > 1]
+    if repeated:
+        shown = "; ".join(f"'{key}' at {' and '.join(_row_names(table, rows[:SHOWN], path))}"
+                          + (f" (+{len(rows) - SHOWN} more)" if len(rows) > SHOWN else "")
+                          for key, rows in repeated[:SHOWN])
+        raise DataError(f"{source}: {len(repeated)} id(s) repeated in column '{column}' (ids are compared as "
+                        f"text, so 1 and \"1\" are the same): {shown}; make the ids unique, as they pair each "
+                        "prediction with its reference")
+    return [ids[row] for row in keep]
+
+
+def _id_problem(value) -> str:
+    if _is_missing(value) or (isinstance(value, str) and not value.strip()):
+        return "blank"
+    return f"{value!r} is a {type(value).__name__}, not text or an integer"
+
+
+def _row_names(table: pd.DataFrame, positions: list[int], path: str | None = None) -> list[str]:
+    """How a user finds each row (0-based positions in `table`) in its source; see the module doc."""
+    unit = table.index.name
+    if unit == "row" and path is not None and Path(path).suffix.lower() == ".csv":
+        lines = _csv_row_lines(path)
+        if lines is not None and len(lines) == len(table):
+            return [f"line {lines[p]}" for p in positions]
+    if unit in ("line", "record", "row"):
+        return [f"{unit} {table.index[p]}" for p in positions]
+    return [f"index {p}" for p in positions]
+
+
+def _csv_row_lines(path: str) -> list[int] | None:
+    """The 1-based line on which each CSV data row starts (a quoted field may span lines); None if the
+    csv module cannot read the file. Only read when an error names rows, so big files are read once."""
+    limit = csv.field_size_limit(2**31 - 1)  # an article may be longer than the default 128 KiB
+    try:
+        starts, line = [], 1
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            for record in reader:
+                if record:  # pandas skips blank lines too
+                    starts.append(line)
+                line = reader.line_num + 1
+        return starts[1:]  # the first is the header
+    except (csv.Error, OSError, UnicodeDecodeError):
+        return None
+    finally:
+        csv.field_size_limit(limit)
 
 
 def load_split_table(split: str, data_args: DataArguments) -> tuple[pd.DataFrame, str]:
@@ -154,12 +302,12 @@ def load_splits(data_args: DataArguments, splits: tuple[str, ...] = SPLITS) -> t
     datasets, counts = {}, {}
     for split in splits:
         table, source = load_split_table(split, data_args)
-        cleaned, dropped = normalise_table(table, data_args, source, split)
+        cleaned, dropped = normalise_table(table, data_args, source, split, getattr(data_args, FILE_FLAGS[split]))
         if dropped:
             logger.warning("%s: dropped %d of %d rows with a missing, empty or non-text article or summary",
                            source, dropped, len(table))
         if len(cleaned) == 0:
-            raise ValueError(f"{source}: no usable rows (of {len(table)}, {dropped} had a missing or empty "
+            raise DataError(f"{source}: no usable rows (of {len(table)}, {dropped} had a missing or empty "
                              f"'{data_args.article_column}' or '{data_args.summary_column}')")
         limit = getattr(data_args, LIMIT_FLAGS[split])
         datasets[split] = select_subset(cleaned, limit, data_args.selection_seed)

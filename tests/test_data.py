@@ -3,11 +3,14 @@
 import json
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from common import hub as hub_module
+from common.cli import DataError, run
 from common.config import DataArguments
-from common.data import load_splits, read_table, select_subset
+from common.data import load_splits, normalise_table, read_table, select_subset
 from common.hub import HubUnreachableError
 
 
@@ -23,7 +26,7 @@ def local_args(path, **overrides):
 
 def test_missing_column_names_file_columns_and_flag(tmp_path):
     path = write_jsonl(tmp_path / "t.jsonl", [{"id": "1", "text": "A story.", "highlights": "S."}])
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(DataError) as error:
         load_splits(local_args(path), ("train",))
     message = str(error.value)
     assert path in message and "'article'" in message and "['id', 'text', 'highlights']" in message
@@ -67,14 +70,14 @@ def test_parquet_and_json_array(tmp_path):
 
 def test_all_rows_invalid_is_an_error(tmp_path):
     path = write_jsonl(tmp_path / "t.jsonl", [{"article": "", "highlights": ""}])
-    with pytest.raises(ValueError, match="no usable rows"):
+    with pytest.raises(DataError, match="no usable rows"):
         load_splits(local_args(path), ("train",))
 
 
 def test_unknown_file_type(tmp_path):
     path = tmp_path / "t.txt"
     path.write_text("hello")
-    with pytest.raises(ValueError, match=r"--train_file .*t\.txt: unknown file type '\.txt'"):
+    with pytest.raises(DataError, match=r"--train_file .*t\.txt: unknown file type '\.txt'"):
         read_table(str(path), "train_file")
 
 
@@ -118,3 +121,162 @@ def test_subset_is_seeded_and_deterministic(tmp_path):
     a, b = load_splits(args, ("train",))[0], load_splits(args, ("train",))[0]
     assert a["train"]["id"][:] == b["train"]["id"][:] and len(a["train"]) == 5
     assert select_subset(first["train"], None, 0)["id"][:] == [str(i) for i in range(20)]
+
+
+# --- values read as written; ids checked; errors name the file and its line, record or row -----------------
+
+
+def write_file(tmp_path, name: str, content) -> str:
+    """`content`: the file's text, or (parquet) a dict of columns written with pyarrow as given."""
+    path = tmp_path / name
+    if isinstance(content, dict):
+        pq.write_table(pa.table(content), path)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return str(path)
+
+
+NA_ROWS = [{"id": "NA", "article": "NA", "highlights": "null"}, {"id": "null", "article": "N/A", "highlights": "nan"},
+           {"id": "nan", "article": "Third.", "highlights": "NaN"}, {"id": "01", "article": "Fourth.", "highlights": "D."},
+           {"id": "1", "article": "Fifth.", "highlights": "E."}]
+NA_IDS, NA_ARTICLES = ["NA", "null", "nan", "01", "1"], ["NA", "N/A", "Third.", "Fourth.", "Fifth."]
+NA_SUMMARIES = ["null", "nan", "NaN", "D.", "E."]
+DROPPED = [{"id": "x", "article": "Dropped: no summary.", "highlights": None},  # a real missing value
+           {"id": None, "article": None, "highlights": "Dropped: no article, so its blank id is not checked."}]
+
+
+@pytest.mark.parametrize("name, content, dropped", [
+    ("t.csv", "id,article,highlights\nNA,NA,null\nnull,N/A,nan\nnan,Third.,NaN\n01,Fourth.,D.\n1,Fifth.,E.\n"
+              "x,Dropped: empty summary.,\n,,\n", 2),
+    ("t.jsonl", "".join(json.dumps(row) + "\n" for row in NA_ROWS + DROPPED), 2),
+    ("t.json", json.dumps(NA_ROWS + DROPPED, indent=1), 2),
+    ("t.parquet", {key: [row[key] for row in NA_ROWS + DROPPED] for key in ("id", "article", "highlights")}, 2),
+])
+def test_na_like_text_is_text_and_only_real_missing_values_drop_rows(tmp_path, name, content, dropped):
+    """'NA', 'null', 'nan', 'N/A' are text (article, summary or id), '01' and '1' are two ids; an empty
+    CSV cell, a JSON null or a parquet null drops the row."""
+    path = write_file(tmp_path, name, content)
+    splits, counts = load_splits(local_args(path), ("test",))
+    assert splits["test"]["id"][:] == NA_IDS
+    assert splits["test"]["article"][:] == NA_ARTICLES and splits["test"]["summary"][:] == NA_SUMMARIES
+    assert counts["test"] == {"source": f"--test_file {path}", "rows": 5 + dropped, "dropped_invalid": dropped,
+                              "used": 5}
+
+
+@pytest.mark.parametrize("name, content", [
+    ("t.jsonl", '{"id": 7, "article": "A.", "highlights": "S."}\n{"id": null, "article": "B.", "highlights": null}\n'
+                '{"id": 12345678901234567890, "article": "C.", "highlights": "T."}\n'),
+    ("t.parquet", {"id": [7, None, 12345678901234567], "article": ["A.", "B.", "C."], "highlights": ["S.", None, "T."]}),
+])
+def test_integer_ids_are_written_in_decimal_next_to_nulls(tmp_path, name, content):
+    """A null in an integer column must not turn 7 into '7.0' (pandas' float coercion)."""
+    splits, _ = load_splits(local_args(write_file(tmp_path, name, content)), ("train",))
+    assert splits["train"]["id"][:] == ["7", "12345678901234567890" if name.endswith("l") else "12345678901234567"]
+
+
+def test_json_lines_split_on_newlines_only(tmp_path):
+    """U+2028 and U+0085 may stand unescaped inside a JSON string; str.splitlines would break the line there."""
+    row = {"id": "a", "article": "One\u2028two\x85three.", "highlights": "S."}
+    path = write_file(tmp_path, "t.jsonl", json.dumps(row, ensure_ascii=False) + "\n")
+    assert load_splits(local_args(path), ("train",))[0]["train"]["article"][:] == ["One\u2028two\x85three."]
+
+
+def test_a_jsonl_file_holding_one_json_list_of_objects_is_still_read(tmp_path):
+    path = write_file(tmp_path, "t.jsonl", json.dumps([{"id": "a", "article": "A.", "highlights": "S."}], indent=2))
+    assert load_splits(local_args(path), ("train",))[0]["train"]["id"][:] == ["a"]
+
+
+MULTILINE_CSV = 'id,article,highlights\n1,"Line one\nline two.",S.\n2,B.,T.\n1,C.,U.\n'
+DATA_ERRORS = {  # name: (file name, content, message with {path})
+    "jsonl bad line": ("t.jsonl", '{"id": "a", "article": "A.", "highlights": "S."}\n\n{"id": "b", bad\n',
+                       "--test_file {path}: line 3 is not valid JSON (Expecting property name enclosed in double "
+                       "quotes at column 13); each line must hold one JSON object"),
+    "jsonl list line": ("t.jsonl", '{"id": "a", "article": "A.", "highlights": "S."}\n[1, 2]\n',
+                        "--test_file {path}: line 2 holds a JSON list, not an object; each line must be one object "
+                        "with the article and summary fields"),
+    "jsonl list first": ("t.jsonl", '[1, 2]\n{"id": "a", "article": "A.", "highlights": "S."}\n',
+                         "--test_file {path}: line 1 holds a JSON list, not an object; each line must be one object "
+                         "with the article and summary fields"),
+    "jsonl empty": ("t.jsonl", "", "--test_file {path}: the file is empty"),
+    "jsonl blank lines": ("t.jsonl", "\n  \n", "--test_file {path}: the file is empty (only blank lines)"),
+    "json non-objects": ("t.json", '[{"id": "a", "article": "A.", "highlights": "S."}, "text"]',
+                         "--test_file {path}: record 2 holds a JSON string, not an object; each record must be one "
+                         "object with the article and summary fields"),
+    "json bad document": ("t.json", '[{"id": "a", "article": "A.", "highlights": "S."},\n {bad}]',
+                          "--test_file {path}: not valid JSON at line 2, column 3: Expecting property name enclosed "
+                          "in double quotes"),
+    "json empty list": ("t.json", "[]", "--test_file {path}: the JSON list is empty (no records)"),
+    "csv empty": ("t.csv", "\n", "--test_file {path}: the file is empty (no header, no rows)"),
+    "csv repeated id": ("t.csv", MULTILINE_CSV,
+                        "--test_file {path}: 1 id(s) repeated in column 'id' (ids are compared as text, so 1 and "
+                        "\"1\" are the same): '1' at line 2 and line 5; make the ids unique, as they pair each "
+                        "prediction with its reference"),
+    "jsonl 1 and '1'": ("t.jsonl", "".join(json.dumps({"id": key, "article": "A.", "highlights": "S."}) + "\n"
+                                           for key in (1, "b", "1", "c", "c", "b", "b", "b")),
+                        "--test_file {path}: 3 id(s) repeated in column 'id' (ids are compared as text, so 1 and "
+                        "\"1\" are the same): '1' at line 1 and line 3; 'b' at line 2 and line 6 and line 7 (+1 more); "
+                        "'c' at line 4 and line 5; make the ids unique, as they pair each prediction with its "
+                        "reference"),
+    "parquet repeated id": ("t.parquet", {"id": ["p", "q", "p"], "article": ["A.", "B.", "C."],
+                                          "highlights": ["S.", "T.", "U."]},
+                            "--test_file {path}: 1 id(s) repeated in column 'id' (ids are compared as text, so 1 and "
+                            "\"1\" are the same): 'p' at row 1 and row 3; make the ids unique, as they pair each "
+                            "prediction with its reference"),
+    "csv blank id": ("t.csv", "id,article,highlights\na,A.,S.\n,B.,T.\n  ,C.,U.\n",
+                     "--test_file {path}: 2 row(s) with an article and summary have no usable 'id': line 3 (blank), "
+                     "line 4 (blank); give every row an id (text or an integer), or set --id_column to a column that "
+                     "does (without an id column, rows are numbered test-0, test-1, ...)"),
+    "json null and float ids": ("t.json", json.dumps([{"id": None, "article": "A.", "highlights": "S."},
+                                                      {"id": 1.5, "article": "B.", "highlights": "T."}]),
+                                "--test_file {path}: 2 row(s) with an article and summary have no usable 'id': "
+                                "record 1 (blank), record 2 (1.5 is a float, not text or an integer); give every row "
+                                "an id (text or an integer), or set --id_column to a column that does (without an id "
+                                "column, rows are numbered test-0, test-1, ...)"),
+    "missing column": ("t.csv", "id,text,highlights\na,A.,S.\n",
+                       "--test_file {path}: no column 'article' (columns: ['id', 'text', 'highlights']); set "
+                       "--article_column to the column holding the article"),
+    "no usable rows": ("t.csv", "id,article,highlights\na,NA,\nb,,null\n",
+                       "--test_file {path}: no usable rows (of 2, 2 had a missing or empty 'article' or "
+                       "'highlights')"),
+}
+
+
+@pytest.mark.parametrize("case", DATA_ERRORS)
+def test_bad_data_is_a_data_error_naming_file_and_line(tmp_path, case):
+    name, content, message = DATA_ERRORS[case]
+    path = write_file(tmp_path, name, content)
+    with pytest.raises(DataError) as error:
+        load_splits(DataArguments(test_file=path, max_test_samples=None), ("test",))
+    assert str(error.value) == message.format(path=path)
+
+
+def test_unreadable_parquet_is_a_data_error(tmp_path):
+    path = write_file(tmp_path, "t.parquet", "not parquet")
+    with pytest.raises(DataError, match=r"^--train_file .*t\.parquet: cannot read it as \.parquet: "):
+        read_table(path, "train_file")
+
+
+def test_missing_file_is_a_data_error(tmp_path):
+    path = str(tmp_path / "gone.csv")
+    with pytest.raises(DataError, match=r"^--test_file .*gone\.csv: no such file$"):
+        read_table(path, "test_file")
+
+
+def test_hub_rows_are_named_by_dataset_index():
+    table = pd.DataFrame({"id": ["a", "b", "a"], "article": ["A."] * 3, "highlights": ["S."] * 3})
+    with pytest.raises(DataError, match=r"^cnn\[test\]: 1 id\(s\) repeated .*: 'a' at index 0 and index 2; "):
+        normalise_table(table, DataArguments(), "cnn[test]", "test")
+
+
+def test_repeated_ids_in_dropped_rows_are_not_checked(tmp_path):
+    """Only the rows that are used need ids, unique ones; a dropped row's id pairs nothing."""
+    path = write_file(tmp_path, "t.csv", "id,article,highlights\na,A.,S.\na,,dropped\n,B.,\n")
+    splits, counts = load_splits(local_args(path), ("test",))
+    assert splits["test"]["id"][:] == ["a"] and counts["test"]["dropped_invalid"] == 2
+
+
+def test_a_data_error_is_one_error_line_and_exit_1(tmp_path, capsys):
+    path = write_file(tmp_path, "t.jsonl", '{"id": "a", "article": "A.", "highlights": "S."}\n[1]\n')
+    assert run(lambda argv: load_splits(local_args(path), ("train",)), []) == 1
+    assert capsys.readouterr().err == (f"error: --train_file {path}: line 2 holds a JSON list, not an object; each "
+                                       "line must be one object with the article and summary fields\n")
