@@ -1,6 +1,7 @@
 """Compare summarization systems on the same test examples: ROUGE, confidence intervals, paired tests.
 
-`load_systems` reads run folders and classic CSVs (a bad one is skipped with its reason),
+`load_systems` reads run folders and classic CSVs (a bad one is skipped with its reason; a run.json
+field of the wrong type is shown as a missing cost, with a warning),
 `align_systems` keeps the examples common to all of them (by id, or by row order with matching
 references), `add_lead3` adds the lead-3 baseline and `compare` scores everything.
 
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .metrics import ROUGE_KEYS, clean_prediction, mean_words, rouge_per_example, split_sentences
-from .predictions import (PREDICTIONS_FILE, RUN_FILE, InputError, csv_ids, read_predictions_csv,
+from .predictions import (PREDICTIONS_FILE, RUN_FILE, InputError, checked_run, csv_ids, read_predictions_csv,
                           read_run_json, text_column)
 from .stats import bootstrap_ci, paired_permutation_test
 
@@ -34,7 +35,8 @@ ALPHA = 0.05
 
 @dataclass
 class System:
-    """One system's test predictions; `keys` name its examples (ids, or ids borrowed by row order)."""
+    """One system's test predictions; `keys` name its examples (ids, or ids borrowed by row order);
+    `warnings` name run.json fields that could not be used (shown as missing costs)."""
 
     name: str
     method: str
@@ -45,6 +47,7 @@ class System:
     ids: list[str] | None = None
     run: dict = field(default_factory=dict)
     keys: list[str] | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def is_baseline(self) -> bool:
@@ -101,17 +104,17 @@ def load_system(path: str | Path) -> System:
     """
     path = Path(path)
     if path.is_dir():
-        run = read_run_json(path / RUN_FILE)
-        csv_path, name, method = path / PREDICTIONS_FILE, path.name, str(run.get("method", "unknown"))
+        run, warnings = checked_run(read_run_json(path / RUN_FILE), path / RUN_FILE)
+        csv_path, name, method = path / PREDICTIONS_FILE, path.name, run["method"] or "unknown"
     else:
-        run, csv_path, method = {}, path, "unknown"
+        run, warnings, csv_path, method = {}, [], path, "unknown"
         name = path.parent.name if path.stem == Path(PREDICTIONS_FILE).stem else path.stem
     frame = read_predictions_csv(csv_path)
     articles = text_column(frame, "Article") if "Article" in frame.columns else None
     ids = csv_ids(frame, csv_path)
     return System(name=name, method=method, source=str(path), references=text_column(frame, "Actual Summary"),
                   predictions=[clean_prediction(p) for p in frame["Predicted Summary"].tolist()],
-                  articles=articles, ids=ids, run=run, keys=ids)
+                  articles=articles, ids=ids, run=run, keys=ids, warnings=warnings)
 
 
 def load_systems(paths: list[str | Path], names: list[str] | None = None) -> tuple[list[System], list[Skipped]]:

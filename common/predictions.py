@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +23,29 @@ from .cli import UserError
 from .results import PREDICTIONS_FILE, RUN_FILE  # noqa: F401 - re-exported for evaluation
 
 REQUIRED_COLUMNS = ("Predicted Summary", "Actual Summary")
+NUMBER = "a number >= 0"
+PEAK_MEMORY_FIELDS = ("peak_rss_mib", "peak_cuda_allocated_mib")  # inside run.json's "peak_memory" object
+SHOWN_CHARS = 40  # of a wrong value quoted in a warning
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+
+def _text(value) -> bool:
+    return isinstance(value, str)
+
+
+def _flag(value) -> bool:
+    return isinstance(value, bool)
+
+
+RUN_FIELDS = {  # the run.json fields the report reads, in its column order: (check, what it must be)
+    "method": (_text, "text"), "trainable": (_number, NUMBER), "total": (_number, NUMBER),
+    "trainable_percent": (_number, NUMBER), "tied_lm_head": (_flag, "true or false"),
+    "train_wall_time_s": (_number, NUMBER), "train_tokens_per_s": (_number, NUMBER),
+    "saved_size_bytes": (_number, NUMBER), "generation_tokens_per_s": (_number, NUMBER), "base_model": (_text, "text"),
+}
 
 
 class InputError(UserError, ValueError):
@@ -90,6 +114,45 @@ def read_run_json(path: str | Path) -> dict:
     if not isinstance(payload, dict):
         raise InputError(f"{path}: expected a JSON object, got {type(payload).__name__}")
     return payload
+
+
+def checked_run(run: dict, path: str | Path) -> tuple[dict, list[str]]:
+    """`run` with each field the report reads (RUN_FIELDS, peak_memory) set to None where it is absent,
+    NaN or of the wrong type, and one warning per wrong field naming the file and the field: a bad
+    cost field shows that cost as missing instead of costing the system its ROUGE row.
+
+    Example:
+        >>> run, warnings = checked_run({"method": "lora", "trainable": "many"}, "runs/lora/run.json")
+        >>> run["trainable"], warnings
+        (None, ['runs/lora/run.json: "trainable" is "many", not a number >= 0; shown as missing'])
+    """
+    checked, warnings = dict(run), []
+    for name, (valid, expected) in RUN_FIELDS.items():
+        checked[name] = _checked(run.get(name), valid, f"{path}: \"{name}\"", expected, warnings)
+    memory = run.get("peak_memory")
+    if memory is not None and not isinstance(memory, dict):
+        warnings.append(f"{path}: \"peak_memory\" is {_shown(memory)}, not an object; shown as missing")
+        memory = None
+    if memory is not None:
+        memory = {**memory, **{name: _checked(memory.get(name), _number, f"{path}: \"peak_memory.{name}\"",
+                                              NUMBER, warnings) for name in PEAK_MEMORY_FIELDS}}
+    checked["peak_memory"] = memory
+    return checked, warnings
+
+
+def _checked(value, valid, where: str, expected: str, warnings: list[str]):
+    """`value` if valid; None if null or NaN (not measured); else None and a warning."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if valid(value):
+        return value
+    warnings.append(f"{where} is {_shown(value)}, not {expected}; shown as missing")
+    return None
+
+
+def _shown(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "..."
 
 
 def text_column(frame: pd.DataFrame, column: str) -> list[str]:

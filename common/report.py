@@ -15,18 +15,18 @@ import pandas as pd
 
 from .evaluation import ALPHA, RANK_KEY, Comparison, Scored, Skipped
 from .metrics import ROUGE_KEYS
+from .predictions import PEAK_MEMORY_FIELDS, RUN_FIELDS
 from .results import atomic_write_text, write_json
 
 KEY_NAMES = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
 TABLE_KEYS = (RANK_KEY, *(k for k in ROUGE_KEYS if k != RANK_KEY))
-COST_FIELDS = ("trainable", "total", "trainable_percent", "tied_lm_head", "train_wall_time_s", "train_tokens_per_s",
-               "saved_size_bytes", "generation_tokens_per_s", "base_model")
+COST_FIELDS = tuple(name for name in RUN_FIELDS if name != "method")  # checked for type when read
 ARTICLE_CHARS = 600
 TEST_NAME = "two-sided paired permutation test (random sign flips of the per-example differences)"
 
 
 def system_row(rank: int, scored: Scored) -> dict:
-    """One flat row of scores and costs (None where run.json has no value).
+    """One flat row of scores and costs (None where run.json has no usable value).
 
     Example:
         >>> system_row(1, lora)["rougeLsum_ci_low"]
@@ -41,7 +41,7 @@ def system_row(rank: int, scored: Scored) -> dict:
                 "mean_words_reference": scored.mean_words[1]})
     row.update({name: run.get(name) for name in COST_FIELDS})
     memory = run.get("peak_memory") or {}
-    row.update({name: memory.get(name) for name in ("peak_rss_mib", "peak_cuda_allocated_mib")})
+    row.update({name: memory.get(name) for name in PEAK_MEMORY_FIELDS})
     return row
 
 
@@ -162,6 +162,11 @@ def skipped_lines(skipped: list[Skipped]) -> list[str]:
     return [f"- {s.name}: {s.reason}" for s in skipped]
 
 
+def warning_lines(result: Comparison) -> list[str]:
+    """One line per run.json field that could not be used (its cost is shown as missing)."""
+    return [f"- {scored.name}: {warning}" for scored in result.systems for warning in scored.system.warnings]
+
+
 def comparison_markdown(result: Comparison, skipped: list[Skipped]) -> str:
     """The whole comparison.md text (also what evaluate_all.py prints)."""
     rows = system_rows(result)
@@ -173,6 +178,8 @@ def comparison_markdown(result: Comparison, skipped: list[Skipped]) -> str:
              f"Differences are the first system minus the second, in ROUGE points; p-values from a {TEST_NAME}, "
              f"{result.samples} resamples, seed {result.seed}, no correction for multiple comparisons.", ""]
     lines += [pair_line(pair) for pair in result.pairs] or ["- (only one system: nothing to compare)"]
+    if warning_lines(result):
+        lines += ["", "## Warnings", "", *warning_lines(result)]
     if skipped:
         lines += ["", "## Skipped", "", *skipped_lines(skipped)]
     return "\n".join(lines) + "\n"
@@ -204,7 +211,8 @@ def comparison_json(result: Comparison, skipped: list[Skipped]) -> dict:
     return {"n_examples": len(result.keys), "example_set_note": example_set_note(result),
             "bootstrap_samples": result.samples, "seed": result.seed, "confidence": 0.95,
             "paired_test": TEST_NAME, "alpha": ALPHA, "rank_key": RANK_KEY, "systems": system_rows(result),
-            "pairs": result.pairs, "skipped": [{"name": s.name, "reason": s.reason} for s in skipped]}
+            "pairs": result.pairs, "skipped": [{"name": s.name, "reason": s.reason} for s in skipped],
+            "warnings": [{"name": s.name, "warning": warning} for s in result.systems for warning in s.system.warnings]}
 
 
 def write_reports(result: Comparison, skipped: list[Skipped], output_dir: str | Path, num_examples: int) -> str:

@@ -10,6 +10,7 @@ import pytest
 from rouge_score import rouge_scorer
 
 import evaluate_all
+from common.cli import run
 from common.evaluation import System, add_lead3, align_systems, compare, lead3, load_system, load_systems
 from common.metrics import ROUGE_KEYS, calculate_rouge_from_csv, rouge_per_example
 from common.predictions import InputError, discover_run_dirs, read_predictions_csv, run_name
@@ -337,3 +338,65 @@ def test_examples_markdown_truncates_long_articles_and_escapes_cells():
     quoted = next(line for line in text.splitlines() if line.startswith("> "))
     assert len(quoted) == len("> ") + len(("word " * 200)[:ARTICLE_CHARS].rstrip()) + len(" [...]")
     assert "| good | A \\| B<br>C |" in text and "| **reference** | Ref. |" in text
+
+
+# --- run.json fields of the wrong type; ids read as text ------------------------------------------------
+
+WRONG_FIELDS = [  # field, value, markdown column showing '-', comparison.csv column left empty, warning
+    ("trainable", "many", "trainable (% of total)", "trainable", '"trainable" is "many", not a number >= 0'),
+    ("train_wall_time_s", "fast", "train time", "train_wall_time_s", '"train_wall_time_s" is "fast", not a number >= 0'),
+    ("saved_size_bytes", [1], "saved size", "saved_size_bytes", '"saved_size_bytes" is [1], not a number >= 0'),
+    ("total", True, None, "total", '"total" is true, not a number >= 0'),
+    ("peak_memory", 5, "peak memory", "peak_rss_mib", '"peak_memory" is 5, not an object'),
+    ("peak_memory", {"peak_rss_mib": "lots"}, "peak memory", "peak_rss_mib",
+     '"peak_memory.peak_rss_mib" is "lots", not a number >= 0'),
+    ("method", 5, None, None, '"method" is 5, not text'),
+    ("test_rouge", None, None, None, None),  # not read by the report: nothing to warn about
+]
+
+
+@pytest.mark.parametrize("field, value, cell, column, warning", WRONG_FIELDS,
+                         ids=[f"{f}={json.dumps(v)}" for f, v, *_ in WRONG_FIELDS])
+def test_a_wrong_typed_run_json_field_shows_a_missing_cost_and_a_warning(tmp_path, capsys, field, value, cell,
+                                                                         column, warning):
+    runs = fake_runs(tmp_path / "runs", n=6)
+    path = runs / "lora" / "run.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), field: value}))
+    out = tmp_path / "out"
+    assert run(evaluate_all.main, ["--runs_dir", str(runs), "--output_dir", str(out), "--no_lead3", *FAST]) == 0
+    table = pd.read_csv(out / "comparison.csv").set_index("system")
+    assert table.loc["lora", "rougeLsum"].round(4) == 88.8889 and table.loc["lora", "rank"] == 1  # still scored
+    assert table.loc["lora", "method"] == ("unknown" if field == "method" else "lora")
+    kept = {"trainable": 4000, "total": 200_000, "train_wall_time_s": 30.0, "saved_size_bytes": 16000,
+            "peak_rss_mib": 512.0}
+    assert {name: table.loc["lora", name] for name in kept if name != column} == {
+        name: number for name, number in kept.items() if name != column}
+    if column is not None:
+        assert pd.isna(table.loc["lora", column])
+    report = (out / "comparison.md").read_text()
+    if cell is not None:
+        lines = report.splitlines()
+        header = [c.strip() for c in next(line for line in lines if line.startswith("| rank |")).split("|")]
+        lora = [c.strip() for c in next(line for line in lines if line.startswith("| 1 | lora |")).split("|")]
+        assert lora[header.index(cell)] == "-"
+    warnings = json.loads((out / "comparison.json").read_text())["warnings"]
+    if warning is None:
+        assert warnings == [] and "## Warnings" not in report
+    else:
+        line = f"{path}: {warning}; shown as missing"
+        assert warnings == [{"name": "lora", "warning": line}]
+        assert f"## Warnings\n\n- lora: {line}\n" in report and report in capsys.readouterr().out
+
+
+def test_prediction_ids_are_text_so_01_and_1_differ_and_na_is_an_id(tmp_path):
+    path = tmp_path / "preds.csv"
+    path.write_text('id,Actual Summary,Predicted Summary\n1,Ref one.,NA\n01,Ref two.,null\nNA,Ref three.,\n'
+                    'null,Ref four.,x\n', encoding="utf-8")
+    loaded = load_system(path)
+    assert loaded.ids == ["1", "01", "NA", "null"] and loaded.predictions == ["NA", "null", "", "x"]
+    path.write_text("id,Actual Summary,Predicted Summary\nNA,a,b\n,c,d\nNA,e,f\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"preds\.csv: 1 row\(s\) have no id"):
+        load_system(path)
+    path.write_text("id,Actual Summary,Predicted Summary\nNA,a,b\n01,c,d\nNA,e,f\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"preds\.csv: repeated id\(s\), e\.g\. \['NA'\]"):
+        load_system(path)
