@@ -6,7 +6,9 @@ import pytest
 import torch
 import yaml
 
-from common.config import METHOD_ARGUMENTS, parse_run_config
+from common.cli import ConfigError
+from common.config import DATA_FILE_SUFFIXES, METHOD_ARGUMENTS, check_training, parse_run_config
+from common.data import SUFFIXES
 from conftest import FIXTURES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,3 +63,69 @@ def test_shipped_presets_parse(preset, tmp_path, monkeypatch):
     cfg = parse_run_config(method_of(preset), ["--config", str(preset), *cpu_override, *file_overrides])
     assert cfg.config_file == str(preset)
     assert cfg.method_name == method_of(preset)
+
+
+# --- values: YAML types, ranges, what zero-shot ignores ------------------------------------------------
+
+
+@pytest.mark.parametrize("text, section, key, expected", [
+    ("learning_rate: 5e-5", "training", "learning_rate", 5e-5),  # PyYAML reads 5e-5 as a string
+    ("learning_rate: 1", "training", "learning_rate", 1.0),
+    ("target_modules: q_proj", "method", "target_modules", ["q_proj"]),  # one string: a one-element list
+    ("target_modules: [q_proj, v_proj]", "method", "target_modules", ["q_proj", "v_proj"]),
+    ("max_train_samples: null", "data", "max_train_samples", None),
+    ('seed: "7"', "training", "seed", 7),  # a quoted number reads as on the CLI
+    ("use_chat_template: true", "data", "use_chat_template", True),
+])
+def test_yaml_values_are_read_as_the_cli_reads_them(text, section, key, expected, tmp_path):
+    preset = tmp_path / "p.yaml"
+    preset.write_text(text + "\n")
+    value = getattr(getattr(parse_run_config("lora", ["--config", str(preset)]), section), key)
+    assert value == expected and type(value) is type(expected)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("max_source_length: 12.5", "max_source_length: 12.5 is not an integer"),
+    ("r: true", "r: True is not an integer"),
+    ("max_target_length: [1, 2]", "max_target_length: [1, 2] is not an integer"),
+    ('learning_rate: "abc"', "learning_rate: 'abc' is not a number"),
+    ("max_test_samples: 1.5", "max_test_samples: 1.5 is not an integer or null"),
+    ("target_modules: [1, 2]", "target_modules: [1, 2] is not a list of strings"),
+    ("hub_model_id: 12", "hub_model_id: 12 is not a string or null (quote it)"),
+    ("lr_scheduler_type: linearr", "lr_scheduler_type: 'linearr' is not one of linear, cosine"),
+    ("config: other.yaml", "config: 'other.yaml': nested configs are not supported"),
+    ("[r, 4]", "expected a mapping of flag names to values, got list"),
+])
+def test_yaml_value_of_the_wrong_type_names_file_key_value_and_type(text, message, tmp_path):
+    preset = tmp_path / "p.yaml"
+    preset.write_text(text + "\n")
+    with pytest.raises(ConfigError) as error:
+        parse_run_config("lora", ["--config", str(preset)])
+    assert str(error.value).startswith(f"--config {preset}: ") and message in str(error.value)
+
+
+def test_none_on_the_cli_means_all_rows_as_the_help_says():
+    cfg = parse_run_config("lora", ["--max_train_samples", "None", "--max_test_samples", "null"])
+    assert (cfg.data.max_train_samples, cfg.data.max_test_samples) == (None, None)
+
+
+def test_zero_shot_ignores_training_flags_it_never_uses():
+    cfg = parse_run_config("zero_shot", ["--learning_rate", "0", "--num_train_epochs", "0",
+                                         "--per_device_train_batch_size", "0"])
+    assert cfg.training.learning_rate == 0
+    with pytest.raises(ConfigError, match="--learning_rate 0.0: must be > 0"):
+        check_training(cfg.training)  # the same values on a method that trains
+
+
+def test_training_with_max_steps_needs_no_epochs():
+    assert parse_run_config("lora", ["--num_train_epochs", "0", "--max_steps", "3"]).training.max_steps == 3
+
+
+def test_parse_errors_raise_instead_of_exiting():
+    with pytest.raises(ConfigError, match=r"^unrecognized arguments: --lora_rank 4 \(see --help\)$"):
+        parse_run_config("lora", ["--lora_rank", "4"])
+
+
+def test_data_file_suffixes_match_the_loader():
+    assert DATA_FILE_SUFFIXES == SUFFIXES
+
