@@ -6,7 +6,8 @@ derived value computes it from the config instead.
 
 Every user mistake (a flag or YAML value of the wrong type or out of range, a setting that trains
 nothing, a missing file) is a `ConfigError` raised here, before any model or data loads; its message
-names the flag, the value and what is accepted.
+names the flag, the value and what is accepted. `check_lengths_against_model` adds the checks that
+need the model's config (sequence lengths against its position limit).
 
 Example:
     >>> cfg = parse_run_config("lora", ["--config", "configs/tiny/lora.yaml", "--num_train_epochs", "1"])
@@ -526,3 +527,68 @@ def _peek_config_flag(argv: list[str]) -> str | None:
     known, _ = peek.parse_known_args(argv)
     return known.config
 
+
+POSITION_LIMIT_KEYS = ("max_position_embeddings", "n_positions")
+
+
+def position_limit(model_config: Any) -> tuple[str, int] | None:
+    """The model's longest sequence as (config key, value), or None when its config sets no limit.
+
+    Example:
+        >>> from transformers import GPTNeoConfig
+        >>> position_limit(GPTNeoConfig(max_position_embeddings=64))
+        ('max_position_embeddings', 64)
+    """
+    for key in POSITION_LIMIT_KEYS:
+        value = getattr(model_config, key, None)
+        if isinstance(value, int) and value > 0:
+            return key, value
+    return None
+
+
+def check_lengths_against_model(cfg: RunConfig, model_config: Any, tokenizer: Any) -> None:
+    """The longest training and generation sequences fit the model's positions; else a ConfigError before
+    training, instead of an IndexError in the position embedding (for --max_new_tokens, after training).
+
+    Upper bounds: prompt = template tokens + --max_source_length + --num_virtual_tokens; training
+    sequence = prompt + --max_target_length; generation = prompt + --max_new_tokens.
+
+    Example (model with max_position_embeddings 64, template of 14 tokens):
+        >>> check_lengths_against_model(cfg, model_config, tokenizer)
+        Traceback (most recent call last):
+        common.cli.ConfigError: --max_source_length 512 + --max_target_length 128 + 14 prompt template tokens
+        = 654 positions in a training sequence, beyond the model's max_position_embeddings 64; lower
+        --max_source_length or --max_target_length
+    """
+    limit = position_limit(model_config)
+    if limit is None:
+        return
+    prompt = [("--max_source_length", cfg.data.max_source_length),
+              ("--num_virtual_tokens", getattr(cfg.method, "num_virtual_tokens", 0)),
+              ("prompt template tokens", _template_tokens(cfg, tokenizer))]
+    if trains(cfg.method_name):
+        _check_positions([prompt[0], ("--max_target_length", cfg.data.max_target_length), *prompt[1:]],
+                         "a training sequence", limit)
+    _check_positions([prompt[0], ("--max_new_tokens", cfg.generation.max_new_tokens), *prompt[1:]],
+                     "a generated sequence", limit)
+
+
+def _template_tokens(cfg: RunConfig, tokenizer: Any) -> int:
+    from .tokenization import make_prompt_parts  # imported here: tokenization imports this module
+
+    try:
+        parts = make_prompt_parts(tokenizer, cfg.data)
+    except ValueError as error:  # --use_chat_template with a tokenizer that has none
+        raise ConfigError(str(error)) from error
+    return len(parts.prefix_ids) + len(parts.suffix_ids)
+
+
+def _check_positions(terms: list[tuple[str, int]], what: str, limit: tuple[str, int]) -> None:
+    total = sum(count for _, count in terms)
+    if total <= limit[1]:
+        return
+    shown = [(f"--{name[2:]} {count}" if name.startswith("--") else f"{count} {name}") for name, count in terms
+             if count]
+    flags = " or ".join(name for name, count in terms if name.startswith("--") and count)
+    raise ConfigError(f"{' + '.join(shown)} = {total} positions in {what}, beyond the model's {limit[0]} "
+                      f"{limit[1]}; lower {flags}")

@@ -1,14 +1,18 @@
 """Configuration: YAML presets plus CLI overrides, and every shipped preset parses."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 import yaml
+from transformers import GPTNeoConfig
 
 from common.cli import ConfigError
-from common.config import DATA_FILE_SUFFIXES, METHOD_ARGUMENTS, check_training, parse_run_config
+from common.config import (DATA_FILE_SUFFIXES, METHOD_ARGUMENTS, DataArguments, check_lengths_against_model,
+                           check_training, parse_run_config)
 from common.data import SUFFIXES
+from common.tokenization import make_prompt_parts
 from conftest import FIXTURES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,3 +133,65 @@ def test_parse_errors_raise_instead_of_exiting():
 def test_data_file_suffixes_match_the_loader():
     assert DATA_FILE_SUFFIXES == SUFFIXES
 
+
+# --- lengths against the model's positions -------------------------------------------------------------
+
+LIMIT = 64
+
+
+def lengths_config(method: str, source: int, target: int, new: int, *extra: str):
+    return parse_run_config(method, ["--max_source_length", str(source), "--max_target_length", str(target),
+                                     "--max_new_tokens", str(new), *extra])
+
+
+@pytest.fixture(scope="module")
+def neo64():
+    return GPTNeoConfig(max_position_embeddings=LIMIT, num_layers=2, attention_types=[[["global"], 2]])
+
+
+@pytest.fixture(scope="module")
+def template_tokens(tiny_tokenizer):
+    parts = make_prompt_parts(tiny_tokenizer, DataArguments())
+    return len(parts.prefix_ids) + len(parts.suffix_ids)
+
+
+def test_lengths_that_fill_the_model_exactly_pass(neo64, tiny_tokenizer, template_tokens):
+    source = LIMIT - template_tokens - 8
+    check_lengths_against_model(lengths_config("lora", source, 8, 8), neo64, tiny_tokenizer)
+    check_lengths_against_model(lengths_config("soft_prompt", source - 4, 8, 8, "--num_virtual_tokens", "4"),
+                                neo64, tiny_tokenizer)
+
+
+def test_training_sequence_beyond_the_model_names_flags_values_and_limit(neo64, tiny_tokenizer, template_tokens):
+    source = LIMIT - template_tokens - 8 + 1
+    with pytest.raises(ConfigError) as error:
+        check_lengths_against_model(lengths_config("lora", source, 8, 4), neo64, tiny_tokenizer)
+    assert str(error.value) == (f"--max_source_length {source} + --max_target_length 8 + {template_tokens} prompt "
+                                f"template tokens = {LIMIT + 1} positions in a training sequence, beyond the model's "
+                                f"max_position_embeddings {LIMIT}; lower --max_source_length or --max_target_length")
+
+
+def test_max_new_tokens_beyond_the_model_fails_before_training(neo64, tiny_tokenizer, template_tokens):
+    new = LIMIT - template_tokens - 8 + 1
+    with pytest.raises(ConfigError, match=rf"--max_new_tokens {new} .* = {LIMIT + 1} positions in a generated "
+                                          rf"sequence, .* max_position_embeddings {LIMIT};"):
+        check_lengths_against_model(lengths_config("lora", 8, 8, new), neo64, tiny_tokenizer)
+
+
+def test_virtual_tokens_count_against_the_model(neo64, tiny_tokenizer, template_tokens):
+    cfg = lengths_config("soft_prompt", 8, 8, 8, "--num_virtual_tokens", str(LIMIT - template_tokens - 16 + 1))
+    with pytest.raises(ConfigError, match="lower --max_source_length or --max_target_length or --num_virtual_tokens"):
+        check_lengths_against_model(cfg, neo64, tiny_tokenizer)
+
+
+def test_zero_shot_checks_the_generated_sequence_only(neo64, tiny_tokenizer):
+    check_lengths_against_model(lengths_config("zero_shot", 8, 1000, 8), neo64, tiny_tokenizer)
+    with pytest.raises(ConfigError, match="--max_new_tokens 100"):
+        check_lengths_against_model(lengths_config("zero_shot", 8, 8, 100), neo64, tiny_tokenizer)
+
+
+def test_position_limit_from_n_positions_or_none(tiny_tokenizer):
+    cfg = lengths_config("lora", 4000, 8, 8)
+    check_lengths_against_model(cfg, SimpleNamespace(), tiny_tokenizer)  # no limit in the config
+    with pytest.raises(ConfigError, match="beyond the model's n_positions 1024"):
+        check_lengths_against_model(cfg, SimpleNamespace(n_positions=1024), tiny_tokenizer)
