@@ -12,7 +12,8 @@ hub_upload/, checkpoint-*) are not searched. Inputs given on the command line ar
 folder (or CSV) name, with -2, -3, ... on repeats. An input named lead3 is listed as `lead3 (run)`.
 
 Writes OUTPUT_DIR/comparison.{md,csv,json}, examples.md and two PNG plots, and prints the ranked
-table. A bad input is skipped with its reason; with no valid input left the script exits with an error.
+table. A bad input is skipped with its reason; with no valid input left the script exits with an error
+(exit 1); a bad flag, or no input and no run under --runs_dir, is a usage error (exit 2).
 """
 
 from __future__ import annotations
@@ -20,16 +21,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from common.cli import run
+from common.cli import ArgumentParser, ConfigError, run
 from common.evaluation import add_lead3, align_systems, compare, load_systems
 from common.plots import write_plots
-from common.predictions import discover_run_dirs, run_name
-from common.report import skipped_lines, system_rows, write_reports
+from common.predictions import InputError, discover_run_dirs, run_name
+from common.report import system_rows, write_reports
 from common.stats import MIN_SAMPLES
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("inputs", nargs="*", help="Run folders or prediction CSVs. Default: every run found "
                         "under --runs_dir.")
     parser.add_argument("--runs_dir", default="runs", help="When no input is given: every folder under it, at any "
@@ -52,6 +53,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.bootstrap_samples < 1 or (args.bootstrap_samples < MIN_SAMPLES and not args.allow_few_bootstrap_samples):
         parser.error(f"--bootstrap_samples must be >= {MIN_SAMPLES} (got {args.bootstrap_samples})")
+    if args.num_examples_md < 0:
+        parser.error(f"--num_examples_md must be >= 0 (got {args.num_examples_md})")
     return args
 
 
@@ -59,14 +62,15 @@ def main(argv: list[str] | None = None):
     args = parse_args(argv)
     paths = args.inputs or discover_run_dirs(args.runs_dir, args.output_dir)
     if not paths:
-        raise SystemExit(f"error: no inputs given and no run folder found under {args.runs_dir}/ "
-                         "(a run folder holds predictions_test.csv)")
+        raise ConfigError(f"no inputs given and no run folder found under --runs_dir {args.runs_dir}/ "
+                          "(a run folder holds predictions_test.csv); give run folders or CSVs as inputs")
     names = None if args.inputs else [run_name(path, args.runs_dir) for path in paths]
     systems, skipped = load_systems(paths, names)
     systems, keys, unaligned = align_systems(systems)
     skipped += unaligned
     if not systems:
-        raise SystemExit("error: no valid system to evaluate; skipped:\n" + "\n".join(skipped_lines(skipped)))
+        reasons = "; ".join(f"{item.name}: {item.reason}" for item in skipped)
+        raise InputError(f"no valid system to evaluate; skipped: {reasons}")
     if not args.no_lead3:
         systems, lead3_skipped = add_lead3(systems, keys)
         skipped += [lead3_skipped] if lead3_skipped else []
