@@ -3,6 +3,8 @@
 Prompts are token-id lists (see `tokenization.build_prompts`). Each process generates its shard
 (prompt i goes to process i % world_size), rows are left-padded and sorted by length so padding
 stays small, and the shards are gathered back into prompt order, without duplicates, on every process.
+A model sharded by FSDP is the exception: every forward pass gathers parameters from all processes,
+so all of them must run the same forward passes; each generates every prompt instead (`fsdp_sharded`).
 
 Soft prompts are handled without PEFT's prompt-tuning `generate` (wrong on transformers 5.x, and it
 drops position ids): the base model's `generate` receives, per row, `inputs_embeds = [padding; virtual
@@ -57,6 +59,9 @@ def generate_token_batch(model, input_ids: torch.Tensor, attention_mask: torch.T
     """
     virtual = num_virtual_tokens(model)
     greedy = config.num_beams == 1
+    # FSDP: keep stepping until every process's batch is done, as every step gathers parameters
+    # (None leaves the choice to transformers, which makes it for DeepSpeed ZeRO-3 itself).
+    synced = True if fsdp_sharded(model) and PartialState().num_processes > 1 else None
     cache = growing_cache(model.config, reserve=config.max_new_tokens) if in_place_cache and greedy else None
     # From embeddings, generate returns (and its processors see) only the new ids; else prompt + new ids.
     config, processors = summary_ngram_blocking(config, start=0 if virtual else input_ids.shape[1])
@@ -66,10 +71,10 @@ def generate_token_batch(model, input_ids: torch.Tensor, attention_mask: torch.T
         prompt = model.get_prompt(batch_size=input_ids.shape[0]).to(embeds.dtype)
         embeds, mask = prompt_after_padding(prompt, embeds, attention_mask)
         new_tokens = base.generate(inputs_embeds=embeds, attention_mask=mask, generation_config=config,
-                                   logits_processor=processors, cache=cache)
+                                   logits_processor=processors, cache=cache, synced_gpus=synced)
     else:
         output = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
-                                logits_processor=processors, cache=cache)
+                                logits_processor=processors, cache=cache, synced_gpus=synced)
         new_tokens = output[:, input_ids.shape[1]:]
     return [cut_at_eos(row, config.eos_token_id) for row in new_tokens.tolist()]
 
@@ -170,6 +175,8 @@ def generate_local(model, tokenizer, prompts: list[list[int]], gen_args: Generat
 def generate_summaries(model, tokenizer, prompts: list[list[int]], gen_args: GenerationArguments) -> list[str]:
     """Shard prompts over processes, generate, gather in prompt order (every process gets the full list)."""
     state = PartialState()
+    if fsdp_sharded(model):  # every forward pass is collective: every process runs every prompt, in step
+        return generate_local(model, tokenizer, prompts, gen_args)
     indices = list(range(state.process_index, len(prompts), state.num_processes))
     local = generate_local(model, tokenizer, [prompts[i] for i in indices], gen_args)
     pairs = list(zip(indices, local))
@@ -180,6 +187,15 @@ def generate_summaries(model, tokenizer, prompts: list[list[int]], gen_args: Gen
     if missing:
         raise RuntimeError(f"generation lost prompts {missing[:5]} while gathering across processes")
     return [by_index[i] for i in range(len(prompts))]
+
+
+def fsdp_sharded(model) -> bool:
+    """Whether FSDP (1 or 2) shards any part of `model`, so that its forward passes are collective."""
+    if not torch.distributed.is_available():
+        return False
+    from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
+
+    return any(isinstance(module, (FSDPModule, FullyShardedDataParallel)) for module in model.modules())
 
 
 def unwrap_peft(model):
