@@ -24,6 +24,7 @@ from peft import LoraConfig, PeftModel, PromptTuningConfig, PromptTuningInit, Ta
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .cli import ConfigError
 from .config import FinetuneArguments, LoraArguments, ModelArguments, SoftPromptArguments
 
 TRAINED_PARAMS_FILE = "trained_params.safetensors"
@@ -143,19 +144,30 @@ def num_virtual_tokens(model: nn.Module) -> int:
     return 0
 
 
-def trained_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The trainable tensors by (first) name, each shared tensor once, contiguous for safetensors."""
-    return {name: p.detach().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+def trained_state_dict(model: nn.Module, state_dict: dict | None = None) -> dict[str, torch.Tensor]:
+    """The trainable tensors by (first) name, each shared tensor once, contiguous for safetensors.
+
+    `state_dict`: full tensors gathered from a sharded (FSDP) model, read instead of the parameters.
+    """
+    source = state_dict if state_dict is not None else dict(model.named_parameters())
+    return {name: source[name].detach().contiguous() for name, p in model.named_parameters() if p.requires_grad}
 
 
-def save_trained(model: nn.Module, out_dir: str | Path, method_name: str, base_model: str) -> Path:
-    """Save only what was trained: a PEFT adapter folder, or the trained tensors with a small JSON."""
+def save_trained(model: nn.Module, out_dir: str | Path, method_name: str, base_model: str,
+                 state_dict: dict | None = None) -> Path:
+    """Save only what was trained: a PEFT adapter folder, or the trained tensors with a small JSON.
+
+    `state_dict`: full tensors gathered from a sharded (FSDP) model; None for an ordinary one.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if isinstance(model, PeftModel):
-        model.save_pretrained(out_dir, safe_serialization=True)
+        if state_dict is not None and model.active_peft_config.is_prompt_learning:
+            raise ConfigError("soft prompt tuning under FSDP is not supported (PEFT cannot save a sharded prompt); "
+                              "use DDP (configs/accelerate/multi_gpu.yaml): the prompt is tiny")
+        model.save_pretrained(out_dir, safe_serialization=True, state_dict=state_dict)
         return out_dir
-    tensors = trained_state_dict(model)
+    tensors = trained_state_dict(model, state_dict)
     save_file(tensors, str(out_dir / TRAINED_PARAMS_FILE), metadata={"format": "pt"})
     meta = {"method": method_name, "base_model_name_or_path": base_model, "parameters": sorted(tensors)}
     (out_dir / TRAINED_META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")

@@ -24,10 +24,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from accelerate import PartialState
+from accelerate.utils import DistributedType
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from .callbacks import GenerateAndScoreCallback
+from .cli import ConfigError
 from .config import RunConfig
 from .data import SPLITS, load_splits
 from .generation import generate_summaries, unwrap_peft
@@ -171,6 +173,8 @@ def build_trainer(cfg: RunConfig, model, tokenizer, splits) -> SummarizationTrai
     # The Trainer pickles its arguments into every checkpoint (training_args.bin): it never sees the token.
     # Checkpointing is switched on here rather than by the Trainer (see enable_activation_checkpointing).
     overrides = {"push_to_hub": False, "hub_token": None} if cfg.training.push_to_hub or cfg.training.hub_token else {}
+    if cfg.training.ddp_find_unused_parameters is None:  # every method uses all it trains: skip DDP's extra pass
+        overrides["ddp_find_unused_parameters"] = False
     if cfg.training.activation_checkpointing:
         enable_activation_checkpointing(model, cfg.training.activation_checkpointing_kwargs)
         overrides.update(activation_checkpointing=False, gradient_checkpointing=False)
@@ -235,6 +239,7 @@ def run_method(cfg: RunConfig) -> dict:
     """Load, build, train (unless zero-shot), save, predict the test split, write the result files."""
     set_seed(cfg.training.seed)
     state = PartialState()
+    check_launch(state, cfg.method_name)
     out_dir = Path(cfg.training.output_dir)
     tokenizer = load_tokenizer(cfg.model)
     needed = ("test",) if cfg.method_name == "zero_shot" else SPLITS
@@ -251,9 +256,13 @@ def run_method(cfg: RunConfig) -> dict:
         trainer = build_trainer(cfg, model, tokenizer, splits)
         train_stats = train_model(trainer, cfg)
         model = unwrap_peft(trainer.accelerator.unwrap_model(trainer.model))
+        # FSDP: gathering the sharded weights is collective, so every process takes part.
+        full_state = trainer.accelerator.get_state_dict(trainer.model) if trainer.is_fsdp_enabled else None
         if state.is_main_process:
-            save_trained(model, out_dir / ADAPTER_DIR, cfg.method_name, cfg.model.model_name_or_path)
+            save_trained(model, out_dir / ADAPTER_DIR, cfg.method_name, cfg.model.model_name_or_path, full_state)
         state.wait_for_everyone()
+        if trainer.is_fsdp_enabled:  # sharded weights can be neither deep-copied (merge) nor run by one process
+            model = load_trained(load_base_model(cfg.model), out_dir / ADAPTER_DIR).to(state.device)
     else:
         model.to(state.device)
     inference_model = merged_for_generation(model)  # merged once, for the test summaries and the export
@@ -266,6 +275,22 @@ def run_method(cfg: RunConfig) -> dict:
               + (f", {ADAPTER_DIR}/" if cfg.method_name != "zero_shot" else ""), flush=True)
     state.wait_for_everyone()
     return summary
+
+
+def check_launch(state, method_name: str) -> None:
+    """Refuse launches that would go wrong, before anything loads.
+
+    - Processes launched together that each run alone (each would write every file): on a machine
+      without GPUs, a multi-process launch (torchrun, accelerate's MULTI_GPU type) needs --use_cpu true.
+    - Soft prompt tuning under FSDP: PEFT cannot save a sharded prompt; the prompt is tiny, DDP suits it.
+    """
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != state.num_processes:
+        raise ConfigError(f"{launched} processes were launched but each one runs alone (accelerate sees "
+                          f"{state.num_processes}): on a machine without GPUs add --use_cpu true")
+    if method_name == "soft_prompt" and state.distributed_type == DistributedType.FSDP:
+        raise ConfigError("soft prompt tuning under FSDP is not supported (PEFT cannot save a sharded prompt); "
+                          "launch it with DDP (configs/accelerate/multi_gpu.yaml): the prompt is tiny")
 
 
 def export_extras(cfg: RunConfig, model, tokenizer, summary: dict) -> None:
@@ -364,6 +389,7 @@ def write_results(cfg: RunConfig, test_split, predictions, counts, params, train
         **train_stats,
         **gen_stats,
         "peak_memory": memory,
+        "world_size": PartialState().num_processes,
         "saved_size_bytes": folder_size_bytes(out_dir / ADAPTER_DIR),
         "test_rouge": test_rouge,
         "test_mean_words": {"predicted": round(mean_words(predictions), 2),

@@ -69,3 +69,23 @@ def fixture_files() -> dict[str, str]:
 
 def data_flags(files: dict[str, str]) -> list[str]:
     return ["--train_file", files["train"], "--validation_file", files["validation"], "--test_file", files["test"]]
+
+
+@pytest.fixture(scope="session")
+def hub_server(tmp_path_factory):
+    """The test Hub (tests/hub_server.py) on the port HF_ENDPOINT names, for the whole session."""
+    from hub_server import HubServer
+
+    server = HubServer(root=tmp_path_factory.mktemp("hub"), port=HUB_PORT).start()
+    yield server
+    server.stop()
+
+
+def online_env(hf_home: Path, **extra: str) -> dict[str, str]:
+    """Environment of a subprocess that talks to the test Hub as a user's machine talks to the real one."""
+    env = {**os.environ, "HF_ENDPOINT": os.environ["HF_ENDPOINT"], "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "0",
+           "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_DISABLE_TELEMETRY": "1"}
+    for name in ("TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HF_TOKEN", "ACCELERATE_USE_CPU"):
+        env.pop(name, None)
+    env.update(extra)
+    return env

@@ -91,26 +91,30 @@ def test_merged_lora_export_equals_base_plus_adapter(tiny_model_dir, fixture_fil
 
 
 @pytest.mark.parametrize("method", ["lora", "finetune"])
-def test_push_to_hub_uploads_the_prepared_folder(method, tiny_model_dir, fixture_files, tmp_path, monkeypatch):
-    calls = []
-    monkeypatch.setattr("common.training.push_folder",
-                        lambda folder, repo_id, token=None, private=None: calls.append((folder, repo_id)) or "url")
-    out_dir = tmp_path / "run"
-    payload = run_quick(method, tiny_model_dir, fixture_files, out_dir,
-                        ["--push_to_hub", "--hub_model_id", "someone/tiny-summarizer"])
-    assert calls == [(out_dir / hub.HUB_FOLDER, "someone/tiny-summarizer")]
-    folder = calls[0][0]
-    names = sorted(p.name for p in folder.iterdir())
+def test_push_to_hub_uploads_the_prepared_folder(method, tiny_model_dir, fixture_files, tmp_path, monkeypatch,
+                                                 hub_server):
+    """A real upload through huggingface_hub to the test Hub (HF_ENDPOINT, see conftest), in this process."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    out_dir, repo_id = tmp_path / "run", f"someone/tiny-{method}"
+    payload = run_quick(method, tiny_model_dir, fixture_files, out_dir, ["--push_to_hub", "--hub_model_id", repo_id])
+    folder, repo = out_dir / hub.HUB_FOLDER, hub_server.repo_path(repo_id)
+    names = sorted(p.name for p in repo.iterdir())
+    assert names == sorted(p.name for p in folder.iterdir())
+    assert all((repo / name).read_bytes() == (folder / name).read_bytes() for name in names)
     weights = "trained_params.safetensors" if method == "finetune" else "adapter_model.safetensors"
     assert weights in names and "README.md" in names and "run.json" in names
     assert not any(name in names for name in ("model.safetensors", "pytorch_model.bin"))
-    card = (folder / "README.md").read_text()
-    assert str(tmp_path) not in card and str(tiny_model_dir) not in (folder / "run.json").read_text()
+    card = (repo / "README.md").read_text()
+    assert str(tmp_path) not in card and str(tiny_model_dir) not in (repo / "run.json").read_text()
     for text in (f"`{tiny_model_dir.name}`", f"{payload['trainable']:,} of {payload['total']:,}",
                  f"ROUGE-Lsum {payload['test_rouge']['rougeLsum']:.2f}", "train 6, validation 3, test 4"):
         assert text in card, text
     # The card's load snippet works, pointed at the local folder instead of the Hub id.
-    snippet = hub.load_snippet(method, str(tiny_model_dir), str(folder))
+    snippet = hub.load_snippet(method, str(tiny_model_dir), str(repo))
     namespace = {}
     exec(compile(snippet, "snippet", "exec"), namespace)  # noqa: S102 - our own generated code
     ids = torch.tensor([[5, 6, 7]])
