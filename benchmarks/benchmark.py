@@ -60,7 +60,8 @@ from common.generation import generate_local_tokens, generate_token_batch, gener
 from common.methods import build_method, num_virtual_tokens, transformer_blocks  # noqa: E402
 from common.results import package_versions, write_json  # noqa: E402
 from common.tokenization import IGNORE_INDEX, PaddingCollator, build_prompts, make_prompt_parts  # noqa: E402
-from common.training import build_trainer, load_base_model, load_tokenizer  # noqa: E402
+from common.models import load_base_model, load_tokenizer  # noqa: E402
+from common.trainer import build_trainer  # noqa: E402
 
 METHODS = ("lora", "soft_prompt", "finetune")
 SEED_TRAIN_EXAMPLES, SEED_TEST_EXAMPLES = 21_000, 3_000

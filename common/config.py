@@ -261,6 +261,9 @@ class SummarizationTrainingArguments(TrainingArguments):
                               "model card to --hub_model_id after training."})
     label_position_logits: bool = field(default=True, metadata={"help": "Compute the LM head only at positions "
                                         "that carry a label (same loss, far fewer FLOPs on long prompts)."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace the finished run in --output_dir "
+                                       "(its results stay until the new ones are complete; its checkpoints are "
+                                       "deleted at the start). Without it such a folder is refused, unless resumed."})
 
 
 METHOD_ARGUMENTS = {

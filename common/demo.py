@@ -25,7 +25,7 @@ from pathlib import Path
 
 from . import offline_model
 from .config import RunConfig, parse_run_config
-from .training import RUN_FILE
+from .results import RUN_FILE
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 METHODS = ("lora", "soft_prompt", "finetune", "zero_shot")
@@ -50,7 +50,15 @@ def is_finished(cfg: RunConfig) -> bool:
         previous = json.loads(path.read_text(encoding="utf-8")).get("config")
     except (OSError, json.JSONDecodeError):
         return False
-    return previous == json.loads(json.dumps(cfg.to_dict(), default=str))
+    current = json.loads(json.dumps(cfg.to_dict(), default=str))
+    return _without_overwrite(previous) == _without_overwrite(current)
+
+
+def _without_overwrite(config) -> dict | None:
+    """The configuration less --overwrite_output_dir, which says how a run was started, not what it is."""
+    if not isinstance(config, dict):
+        return None
+    return {**config, "training": {k: v for k, v in config.get("training", {}).items() if k != "overwrite_output_dir"}}
 
 
 def run_preset(method: str, config_file: Path, model_path: Path | str, force: bool, label: str) -> RunConfig:
@@ -66,7 +74,9 @@ def run_preset(method: str, config_file: Path, model_path: Path | str, force: bo
         return cfg
     print(f"\n{label}: running ({cfg.training.output_dir})", flush=True)
     start = time.perf_counter()
-    subprocess.run([sys.executable, *ENTRY_POINTS[method], *argv], check=True, cwd=PROJECT_ROOT)
+    # A finished run with another configuration (or --force) is replaced, once the new one is complete.
+    subprocess.run([sys.executable, *ENTRY_POINTS[method], *argv, "--overwrite_output_dir"], check=True,
+                   cwd=PROJECT_ROOT)
     print(f"{label}: done in {time.perf_counter() - start:.0f} s", flush=True)
     return cfg
 

@@ -5,7 +5,7 @@ import torch
 from torch.testing import assert_close
 
 from common.methods import num_virtual_tokens
-from common.training import label_position_loss
+from common.trainer import label_position_loss
 from test_methods import a_batch, build
 
 

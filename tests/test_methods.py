@@ -12,7 +12,7 @@ from common.config import DataArguments, FinetuneArguments, GenerationArguments,
 from common.generation import generate_local
 from common.methods import build_method, count_parameters, load_trained, num_virtual_tokens, save_trained
 from common.tokenization import PaddingCollator, build_prompts, mask_prompt
-from common.training import label_position_loss
+from common.trainer import label_position_loss
 
 METHODS = {
     "lora": LoraArguments(r=4, lora_alpha=8, lora_dropout=0.0),

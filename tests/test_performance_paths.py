@@ -13,7 +13,7 @@ from common.config import DataArguments, GenerationArguments, ModelArguments
 from common.generation import generate_local, generate_local_tokens, prompt_after_padding
 from common.methods import build_method, num_virtual_tokens, transformer_blocks
 from common.tokenization import build_prompts, left_pad
-from common.training import enable_activation_checkpointing, label_position_loss
+from common.trainer import enable_activation_checkpointing, label_position_loss
 from test_methods import ARTICLES, METHODS, a_batch, build, train_steps
 
 

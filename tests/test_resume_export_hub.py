@@ -10,7 +10,9 @@ from common import hub
 from common.config import parse_run_config
 from common.data import load_splits
 from common.methods import build_method, trained_state_dict
-from common.training import build_trainer, load_base_model, load_tokenizer, run_method
+from common.models import load_base_model, load_tokenizer
+from common.trainer import build_trainer
+from common.training import run_method
 from conftest import data_flags
 
 
@@ -54,18 +56,6 @@ def test_killed_then_resumed_equals_uninterrupted(method, tiny_model_dir, fixtur
         assert_close(actual[name], expected[name], rtol=0, atol=1e-6)
     before = trained_state_dict(trainer_for(method, tiny_model_dir, fixture_files, tmp_path / "fresh").model)
     assert any(not torch.equal(before[n], expected[n]) for n in expected)
-
-
-def test_resume_last_finds_newest_checkpoint(tmp_path):
-    from common.training import resolve_checkpoint
-
-    (tmp_path / "checkpoint-2").mkdir()
-    (tmp_path / "checkpoint-10").mkdir()
-    cfg = parse_run_config("lora", ["--output_dir", str(tmp_path), "--resume_from_checkpoint", "last"])
-    assert resolve_checkpoint(cfg.training).endswith("checkpoint-10")
-    missing = parse_run_config("lora", ["--output_dir", str(tmp_path / "none"), "--resume_from_checkpoint", "last"])
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
-        resolve_checkpoint(missing.training)
 
 
 def run_quick(method, model_dir, files, out_dir, extra=()):
