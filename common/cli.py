@@ -21,7 +21,7 @@ import argparse
 import os
 import sys
 import traceback
-from typing import Callable
+from typing import Any, Callable
 
 DEBUG_FLAG = "--debug"
 DEBUG_VARIABLE = "PEFT_SUM_DEBUG"
@@ -79,3 +79,26 @@ def run(main: Callable[[list[str]], object], argv: list[str] | None = None) -> i
         print(f"error: {message}", file=sys.stderr, flush=True)
         return error.exit_code
     return 0
+
+
+def require(ok: bool, flag: str, value: Any, accepted: str) -> None:
+    """Raise a ConfigError naming the flag, its value and what is accepted, unless `ok`.
+
+    Example:
+        >>> require(0 >= 1, "r", 0, "must be >= 1")
+        Traceback (most recent call last):
+        common.cli.ConfigError: --r 0: must be >= 1
+    """
+    if not ok:
+        raise ConfigError(f"--{flag} {value}: {accepted}")
+
+
+def require_at_least(config: Any, minimum: int, *flags: str) -> None:
+    """Each named field of `config` is >= minimum; None (an optional "all") passes.
+
+    Example:
+        >>> require_at_least(GenerationArguments(), 1, "num_beams")   # a default of 1 passes
+    """
+    for flag in flags:
+        value = getattr(config, flag)
+        require(value is None or value >= minimum, flag, value, f"must be >= {minimum}")

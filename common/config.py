@@ -35,36 +35,13 @@ import yaml
 from transformers import HfArgumentParser, TrainingArguments
 from transformers.hf_argparser import string_to_bool
 
-from .cli import ConfigError, OneLineUsageErrors
+from .cli import ConfigError, OneLineUsageErrors, require, require_at_least
+from .methods import REGISTRY, FinetuneArguments, LoraArguments, SoftPromptArguments, get_method  # noqa: F401
 
 DEFAULT_PROMPT_TEMPLATE = "Summarize the following news article.\n\nArticle: {article}\n\nSummary:\n"
 DEFAULT_INSTRUCTION = "Summarize the following news article in three or four sentences.\n\n{article}"
-DEFAULT_SOFT_PROMPT_INIT_TEXT = "Summarize the following news article in three or four sentences:"
 DATA_FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 NONE_WORDS = ("", "none", "null")  # CLI spellings of "no value" for optional numbers and booleans
-
-
-def require(ok: bool, flag: str, value: Any, accepted: str) -> None:
-    """Raise a ConfigError naming the flag, its value and what is accepted, unless `ok`.
-
-    Example:
-        >>> require(0 >= 1, "r", 0, "must be >= 1")
-        Traceback (most recent call last):
-        common.cli.ConfigError: --r 0: must be >= 1
-    """
-    if not ok:
-        raise ConfigError(f"--{flag} {value}: {accepted}")
-
-
-def require_at_least(config: Any, minimum: int, *flags: str) -> None:
-    """Each named field of `config` is >= minimum; None (an optional "all") passes.
-
-    Example:
-        >>> require_at_least(GenerationArguments(), 1, "num_beams")   # default 1 passes
-    """
-    for flag in flags:
-        value = getattr(config, flag)
-        require(value is None or value >= minimum, flag, value, f"must be >= {minimum}")
 
 
 @dataclass(frozen=True)
@@ -163,78 +140,15 @@ class GenerationArguments:
 
 
 @dataclass(frozen=True)
-class LoraArguments:
-    """LoRA adapters (PEFT LoraConfig)."""
-
-    r: int = field(default=16, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
-    target_modules: list[str] = field(
-        default_factory=lambda: ["all-linear"],
-        metadata={"help": "Module names to adapt; 'all-linear' adapts every linear layer but the LM head, which "
-                  "suits GPT-Neo (q/k/v/out_proj, c_fc, c_proj) and Llama-style models alike."},
-    )
-    merge_and_export: str | None = field(default=None, metadata={"help": "After training, also write a "
-                                         "standalone merged model (base + adapter) to this folder."})
-
-    def __post_init__(self):
-        require_at_least(self, 1, "r", "lora_alpha")
-        require(0 <= self.lora_dropout < 1, "lora_dropout", self.lora_dropout, "must be in [0, 1)")
-        require(len(self.target_modules) > 0, "target_modules", self.target_modules,
-                "name at least one module, or 'all-linear'")
-
-
-@dataclass(frozen=True)
-class SoftPromptArguments:
-    """Soft prompt tuning (PEFT PromptTuningConfig)."""
-
-    num_virtual_tokens: int = field(default=20, metadata={"help": "Learned prompt vectors prepended to the input."})
-    prompt_init: str = field(default="text", metadata={"help": "Initialisation: 'text' (embeddings of "
-                             "--prompt_init_text), 'sample_vocab' (random vocabulary embeddings) or 'random'.",
-                             "choices": ["text", "sample_vocab", "random"]})
-    prompt_init_text: str = field(default=DEFAULT_SOFT_PROMPT_INIT_TEXT, metadata={"help": "Text whose token "
-                                  "embeddings initialise the prompt with --prompt_init text."})
-
-    def __post_init__(self):
-        require_at_least(self, 1, "num_virtual_tokens")
-
-
-@dataclass(frozen=True)
-class FinetuneArguments:
-    """Classic fine-tuning of the last transformer blocks only."""
-
-    num_trainable_layers: int = field(default=1, metadata={"help": "Last transformer blocks trained; every other "
-                                      "weight stays frozen. 0 with --train_lm_head trains the LM head alone (the "
-                                      "seed's setting)."})
-    train_final_norm: bool | None = field(default=None, metadata={"help": "Also train the final layer norm (after "
-                                          "the last block). Default: yes when blocks are trained "
-                                          "(--num_trainable_layers > 0), no otherwise."})
-    train_lm_head: bool = field(default=False, metadata={"help": "Also train the LM head. On models that tie "
-                                "it to the input embeddings (GPT-Neo: 50,257 x 768 = 38.6M shared parameters) this "
-                                "trains the whole embedding matrix, which run.json records as tied_lm_head."})
-
-    def __post_init__(self):
-        require_at_least(self, 0, "num_trainable_layers")
-        require(self.num_trainable_layers > 0 or self.train_lm_head or bool(self.train_final_norm),
-                "num_trainable_layers", 0, "trains nothing unless --train_lm_head or --train_final_norm")
-
-    @property
-    def trains_final_norm(self) -> bool:
-        """`train_final_norm`, or its default: trained together with the last blocks."""
-        return self.num_trainable_layers > 0 if self.train_final_norm is None else self.train_final_norm
-
-
-@dataclass(frozen=True)
 class ZeroShotArguments:
-    """No adaptation: the base model through the same prompt and generation path, or (with
-    `trained_path`) generation only with what a training run saved."""
+    """Generation only (`common.predict`): the base model, or the base model with a trained run's weights."""
 
-    trained_path: str | None = field(default=None, metadata={"help": "A training run's adapter/ folder "
-                                     "(LoRA, soft prompt, or last-layer tensors), or the Hub id a run was pushed to "
-                                     "(--push_to_hub): generate with it instead of the "
-                                     "bare base model, e.g. to score a trained run on another file or with other "
-                                     "generation settings without retraining. run.json then carries that run's "
-                                     "method, parameter counts and training time (from the folder above adapter/)."})
+    trained_path: str | None = field(default=None, metadata={"aliases": ["--adapter"], "help": "A training run's "
+                                     "adapter/ folder (LoRA, soft prompt, or last-layer tensors), or the Hub id a run "
+                                     "was pushed to (--push_to_hub): generate with it instead of the bare base model, "
+                                     "e.g. to score a trained run on another file or with other generation settings "
+                                     "without retraining. run.json then carries that run's method, parameter counts "
+                                     "and training cost, and says generation_only."})
 
 
 @dataclass
@@ -266,20 +180,23 @@ class SummarizationTrainingArguments(TrainingArguments):
                                        "deleted at the start). Without it such a folder is refused, unless resumed."})
 
 
-METHOD_ARGUMENTS = {
-    "lora": LoraArguments,
-    "soft_prompt": SoftPromptArguments,
-    "finetune": FinetuneArguments,
-    "zero_shot": ZeroShotArguments,
-}
+GENERATION_ONLY = "zero_shot"  # generation without training: the base model, or a trained run's weights
+GENERATION_DEFAULTS: dict[str, Any] = {"output_dir": "runs/zero_shot", "eval_strategy": "no", "save_strategy": "no"}
 
-# The seed's experiment: epochs and learning rates per method (prompt tuning needs a far larger rate).
-METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "lora": {"num_train_epochs": 6, "learning_rate": 2e-4, "output_dir": "runs/lora"},
-    "soft_prompt": {"num_train_epochs": 6, "learning_rate": 3e-2, "output_dir": "runs/soft_prompt"},
-    "finetune": {"num_train_epochs": 10, "learning_rate": 5e-5, "output_dir": "runs/finetune"},
-    "zero_shot": {"output_dir": "runs/zero_shot", "eval_strategy": "no", "save_strategy": "no"},
-}
+
+def trains(method_name: str) -> bool:
+    """Whether the method trains (a registered method), so that its training flags matter."""
+    return method_name in REGISTRY
+
+
+def method_arguments(method_name: str) -> type:
+    """The method's argument dataclass: the registry's, or ZeroShotArguments for generation only."""
+    return ZeroShotArguments if method_name == GENERATION_ONLY else get_method(method_name).arguments
+
+
+def method_defaults(method_name: str) -> dict[str, Any]:
+    """Per-method defaults of the training flags (the seed's epochs and learning rates)."""
+    return GENERATION_DEFAULTS if method_name == GENERATION_ONLY else get_method(method_name).defaults
 
 
 @dataclass(frozen=True)
@@ -311,19 +228,14 @@ class RunConfigParser(OneLineUsageErrors, HfArgumentParser):
     """HfArgumentParser whose usage errors are ConfigErrors: one `error:` line, not 130 lines of usage."""
 
 
-def trains(method_name: str) -> bool:
-    """Whether the method trains, so that its training flags matter (zero-shot only generates)."""
-    return method_name != "zero_shot"
-
-
 def make_parser(method_name: str) -> RunConfigParser:
     """The parser of one script: all shared dataclasses, the method's one, and `--config FILE.yaml`."""
-    dataclass_types = [ModelArguments, DataArguments, GenerationArguments, METHOD_ARGUMENTS[method_name],
+    dataclass_types = [ModelArguments, DataArguments, GenerationArguments, method_arguments(method_name),
                        SummarizationTrainingArguments]
     parser = RunConfigParser(dataclass_types)
     parser.add_argument("--config", default=None, metavar="FILE.yaml",
                         help="YAML file of flag values (keys are flag names without dashes); CLI flags override it.")
-    parser.set_defaults(**METHOD_DEFAULTS[method_name])
+    parser.set_defaults(**method_defaults(method_name))
     _accept_none_for_optionals(parser)
     return parser
 

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from .cli import UserError
+from .methods import get_method
 from .results import atomic_write_text
 
 HUB_FOLDER = "hub_upload"
-METHOD_TITLES = {"lora": "LoRA", "soft_prompt": "soft prompt tuning", "finetune": "last-layer fine-tuning"}
 LOCAL_PATH_HINT = ("Pass local data with --train_file/--validation_file/--test_file (.jsonl, .json, .csv, .parquet) "
                    "and a local model folder with --model_name_or_path (e.g. `python -m common.tiny_model DIR`).")
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
@@ -129,7 +129,7 @@ def load_snippet(method: str, base_model: str, repo_or_path: str) -> str:
     head = ("from transformers import AutoModelForCausalLM, AutoTokenizer\n"
             f"base = AutoModelForCausalLM.from_pretrained({base_model!r})\n"
             f"tokenizer = AutoTokenizer.from_pretrained({base_model!r})\n")
-    if method == "finetune":
+    if not get_method(method).peft_adapter:
         return head + ("import os\n"
                        "from huggingface_hub import snapshot_download\n"
                        "from safetensors.torch import load_file\n"
@@ -151,6 +151,7 @@ def model_card(payload: dict, repo_id: str):
     from huggingface_hub import ModelCard, ModelCardData
 
     method, base = payload["method"], payload["base_model"]
+    entry = get_method(method)
     rouge = payload.get("test_rouge", {})
     data = payload["config"]["data"]
     source = (data["dataset_name"] + (f" ({data['dataset_config']})" if data.get("dataset_config") else "")
@@ -162,7 +163,7 @@ def model_card(payload: dict, repo_id: str):
                        "learned virtual tokens as `inputs_embeds`, which is right for left-padded batches.\n"
                        if method == "soft_prompt" else "")
     card_data = ModelCardData(base_model=base if is_hub_id(base) else None,
-                              library_name="peft" if method != "finetune" else "transformers",
+                              library_name="peft" if entry.peft_adapter else "transformers",
                               tags=["summarization", method], pipeline_tag="text-generation")
     scores = ", ".join(f"{label} {rouge.get(key, float('nan')):.2f}" for key, label in
                        (("rouge1", "ROUGE-1"), ("rouge2", "ROUGE-2"), ("rougeL", "ROUGE-L"), ("rougeLsum", "ROUGE-Lsum")))
@@ -172,7 +173,7 @@ def model_card(payload: dict, repo_id: str):
 
 # {repo_id}
 
-{METHOD_TITLES.get(method, method)} of `{base}` for abstractive summarization.
+{entry.title[0].upper() + entry.title[1:]} of `{base}` for abstractive summarization.
 
 - Trainable parameters: {payload['trainable']:,} of {payload['total']:,} ({payload['trainable_percent']:.4f}%).{tied}
 - Data: {source}; examples used: {used}.

@@ -1,15 +1,9 @@
-"""One builder per adaptation method, honest parameter counts, and saving/loading what was trained.
-
-- lora:        PEFT LoraConfig adapters; the base model is frozen.
-- soft_prompt: PEFT PromptTuningConfig, `num_virtual_tokens` learned input vectors.
-- finetune:    the last `num_trainable_layers` transformer blocks and the final norm (optionally the LM
-               head, which on tied models such as GPT-Neo is the input embedding matrix).
-- zero_shot:   nothing is trained.
+"""What every method shares: honest parameter counts, the model's blocks, saving and loading what was trained.
 
 Example:
-    >>> model = build_method("lora", base_model, LoraArguments(r=4), model_args)
-    >>> count_parameters(model).trainable < count_parameters(model).total
-    True
+    >>> counts = count_parameters(model)
+    >>> counts.trainable < counts.total, counts.tied_lm_head
+    (True, False)
 """
 
 from __future__ import annotations
@@ -20,20 +14,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, PeftModel, PromptTuningConfig, PromptTuningInit, TaskType, get_peft_model
+from peft import PeftModel
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .cli import ConfigError
-from .config import FinetuneArguments, LoraArguments, ModelArguments, SoftPromptArguments
+from ..cli import ConfigError
 
 TRAINED_PARAMS_FILE = "trained_params.safetensors"
 TRAINED_META_FILE = "trained_params.json"
 BLOCK_PATHS = ("transformer.h", "model.layers", "gpt_neox.layers", "transformer.blocks", "model.decoder.layers")
 FINAL_NORM_PATHS = ("transformer.ln_f", "model.norm", "gpt_neox.final_layer_norm", "transformer.norm_f",
                     "model.decoder.final_layer_norm")
-PROMPT_INIT = {"text": PromptTuningInit.TEXT, "sample_vocab": PromptTuningInit.SAMPLE_VOCAB,
-               "random": PromptTuningInit.RANDOM}
 
 
 @dataclass(frozen=True)
@@ -76,21 +67,6 @@ def count_parameters(model: nn.Module) -> ParameterCounts:
     return ParameterCounts(trainable=trainable, total=total, tied_lm_head=tied_trained)
 
 
-def build_lora(model: nn.Module, args: LoraArguments) -> PeftModel:
-    targets = args.target_modules[0] if list(args.target_modules) == ["all-linear"] else list(args.target_modules)
-    config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=args.r, lora_alpha=args.lora_alpha,
-                        lora_dropout=args.lora_dropout, target_modules=targets)
-    return get_peft_model(model, config)
-
-
-def build_soft_prompt(model: nn.Module, args: SoftPromptArguments, tokenizer_path: str) -> PeftModel:
-    init = PROMPT_INIT[args.prompt_init]
-    text_options = {"prompt_tuning_init_text": args.prompt_init_text, "tokenizer_name_or_path": tokenizer_path}
-    config = PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=args.num_virtual_tokens,
-                                prompt_tuning_init=init, **(text_options if init == PromptTuningInit.TEXT else {}))
-    return get_peft_model(model, config)
-
-
 def transformer_blocks(model: nn.Module) -> nn.ModuleList:
     """The stack of transformer blocks (GPT-Neo `transformer.h`, Llama `model.layers`, ...)."""
     return _find_module(model, BLOCK_PATHS, "transformer blocks")
@@ -107,34 +83,6 @@ def _find_module(model: nn.Module, paths: tuple[str, ...], what: str) -> nn.Modu
         except AttributeError:
             continue
     raise ValueError(f"Cannot find the {what} of {type(model).__name__} (looked for {', '.join(paths)})")
-
-
-def build_finetune(model: nn.Module, args: FinetuneArguments) -> nn.Module:
-    """Freeze everything, then unfreeze the last blocks and, if asked, the final norm and the LM head."""
-    model.requires_grad_(False)
-    blocks = transformer_blocks(model)
-    if args.num_trainable_layers > len(blocks):
-        raise ValueError(f"--num_trainable_layers {args.num_trainable_layers} exceeds the model's {len(blocks)} blocks")
-    for block in list(blocks)[len(blocks) - args.num_trainable_layers:]:
-        block.requires_grad_(True)
-    if args.trains_final_norm:
-        final_norm(model).requires_grad_(True)
-    if args.train_lm_head:
-        model.get_output_embeddings().requires_grad_(True)
-    return model
-
-
-def build_method(method_name: str, model: nn.Module, method_args, model_args: ModelArguments) -> nn.Module:
-    """Wrap or freeze `model` for `method_name`; returns the model to train."""
-    if method_name == "lora":
-        return build_lora(model, method_args)
-    if method_name == "soft_prompt":
-        return build_soft_prompt(model, method_args, model_args.tokenizer_path)
-    if method_name == "finetune":
-        return build_finetune(model, method_args)
-    if method_name == "zero_shot":
-        return model.requires_grad_(False)
-    raise ValueError(f"Unknown method '{method_name}'; expected lora, soft_prompt, finetune or zero_shot")
 
 
 def num_virtual_tokens(model: nn.Module) -> int:

@@ -1,0 +1,30 @@
+"""Adaptation methods: the registry (`registry.py`), what they share (`base.py`) and one module each.
+
+Importing this package registers the built-in methods: lora, soft_prompt, finetune. A new method is
+one module like `lora.py` (argument dataclass, builder, `register(Method(...))`), imported below, and
+its `train_<name>.py` script; see docs/architecture.md.
+
+Example:
+    >>> model = build_method("lora", base_model, LoraArguments(r=4), model_args)
+    >>> count_parameters(model).trainable < count_parameters(model).total
+    True
+"""
+
+from .base import (ParameterCounts, count_parameters, final_norm, lm_head_is_tied, load_trained, num_virtual_tokens,
+                   save_trained, trained_state_dict, transformer_blocks)
+from .registry import REGISTRY, Method, get_method, method_names, register
+from . import finetune, lora, soft_prompt  # noqa: E402,F401 - each registers itself
+from .finetune import FinetuneArguments
+from .lora import LoraArguments
+from .soft_prompt import SoftPromptArguments
+
+
+def build_method(name: str, model, method_args, model_args):
+    """Wrap or freeze `model` for the registered method `name`; returns the model to train."""
+    return get_method(name).build(model, method_args, model_args)
+
+
+__all__ = ["REGISTRY", "FinetuneArguments", "LoraArguments", "Method", "ParameterCounts", "SoftPromptArguments",
+           "build_method", "count_parameters", "final_norm", "get_method", "lm_head_is_tied", "load_trained",
+           "method_names", "num_virtual_tokens", "register", "save_trained", "trained_state_dict",
+           "transformer_blocks"]

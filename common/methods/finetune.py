@@ -1,0 +1,62 @@
+"""Last-layer fine-tuning: the last transformer blocks, the final norm and optionally the LM head.
+
+On models that tie the LM head to the input embeddings (GPT-Neo) training the head trains the whole
+embedding matrix; run.json records that as `tied_lm_head`. Saved as the trained tensors alone
+(`trained_params.safetensors`), loaded back into a fresh base model.
+
+Example:
+    >>> model = get_method("finetune").build(base_model, FinetuneArguments(num_trainable_layers=1), model_args)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..cli import ConfigError, require, require_at_least
+from .base import final_norm, transformer_blocks
+from .registry import Method, register
+
+
+@dataclass(frozen=True)
+class FinetuneArguments:
+    """Classic fine-tuning of the last transformer blocks only."""
+
+    num_trainable_layers: int = field(default=1, metadata={"help": "Last transformer blocks trained; every other "
+                                      "weight stays frozen. 0 with --train_lm_head trains the LM head alone (the "
+                                      "seed's setting)."})
+    train_final_norm: bool | None = field(default=None, metadata={"help": "Also train the final layer norm (after "
+                                          "the last block). Default: yes when blocks are trained "
+                                          "(--num_trainable_layers > 0), no otherwise."})
+    train_lm_head: bool = field(default=False, metadata={"help": "Also train the LM head. On models that tie "
+                                "it to the input embeddings (GPT-Neo: 50,257 x 768 = 38.6M shared parameters) this "
+                                "trains the whole embedding matrix, which run.json records as tied_lm_head."})
+
+    def __post_init__(self):
+        require_at_least(self, 0, "num_trainable_layers")
+        require(self.num_trainable_layers > 0 or self.train_lm_head or bool(self.train_final_norm),
+                "num_trainable_layers", 0, "trains nothing unless --train_lm_head or --train_final_norm")
+
+    @property
+    def trains_final_norm(self) -> bool:
+        """`train_final_norm`, or its default: trained together with the last blocks."""
+        return self.num_trainable_layers > 0 if self.train_final_norm is None else self.train_final_norm
+
+
+def build_finetune(model, args: FinetuneArguments, model_args=None):
+    """Freeze everything, then unfreeze the last blocks and, if asked, the final norm and the LM head."""
+    model.requires_grad_(False)
+    blocks = transformer_blocks(model)
+    if args.num_trainable_layers > len(blocks):
+        raise ConfigError(f"--num_trainable_layers {args.num_trainable_layers}: the model has {len(blocks)} blocks")
+    for block in list(blocks)[len(blocks) - args.num_trainable_layers:]:
+        block.requires_grad_(True)
+    if args.trains_final_norm:
+        final_norm(model).requires_grad_(True)
+    if args.train_lm_head:
+        model.get_output_embeddings().requires_grad_(True)
+    return model
+
+
+register(Method(name="finetune", title="last-layer fine-tuning", arguments=FinetuneArguments, build=build_finetune,
+                script="train_finetune.py", peft_adapter=False,
+                defaults={"num_train_epochs": 10, "learning_rate": 5e-5, "output_dir": "runs/finetune"}))

@@ -1,0 +1,47 @@
+"""LoRA: rank-r adapters on the chosen linear layers (PEFT LoraConfig); the base model stays frozen.
+
+Example:
+    >>> model = get_method("lora").build(base_model, LoraArguments(r=4), model_args)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from peft import LoraConfig, TaskType, get_peft_model
+
+from ..cli import require, require_at_least
+from .registry import Method, register
+
+
+@dataclass(frozen=True)
+class LoraArguments:
+    """LoRA adapters (PEFT LoraConfig)."""
+
+    r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
+    target_modules: list[str] = field(
+        default_factory=lambda: ["all-linear"],
+        metadata={"help": "Module names to adapt; 'all-linear' adapts every linear layer but the LM head, which "
+                  "suits GPT-Neo (q/k/v/out_proj, c_fc, c_proj) and Llama-style models alike."},
+    )
+    merge_and_export: str | None = field(default=None, metadata={"help": "After training, also write a "
+                                         "standalone merged model (base + adapter) to this folder."})
+
+    def __post_init__(self):
+        require_at_least(self, 1, "r", "lora_alpha")
+        require(0 <= self.lora_dropout < 1, "lora_dropout", self.lora_dropout, "must be in [0, 1)")
+        require(len(self.target_modules) > 0, "target_modules", self.target_modules,
+                "name at least one module, or 'all-linear'")
+
+
+def build_lora(model, args: LoraArguments, model_args=None):
+    targets = args.target_modules[0] if list(args.target_modules) == ["all-linear"] else list(args.target_modules)
+    config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=args.r, lora_alpha=args.lora_alpha,
+                        lora_dropout=args.lora_dropout, target_modules=targets)
+    return get_peft_model(model, config)
+
+
+register(Method(name="lora", title="LoRA", arguments=LoraArguments, build=build_lora, script="train_lora.py",
+                defaults={"num_train_epochs": 6, "learning_rate": 2e-4, "output_dir": "runs/lora"}))
