@@ -13,20 +13,13 @@ two paths interleaved step by step so that a busy machine slows both alike:
          (SummarizationTrainer.compute_loss -> label_position_loss, LM head only at labelled positions);
          the Trainer's AdamW. Generation: common.generation.generate_local_tokens (what generate_local
          decodes): length-sorted, left-padded batches, KV cache, a row stops at EOS.
-- naive: what a first implementation does: the same examples padded to the longest possible example
-         (template + max_source_length + max_target_length tokens), model(**batch, labels=labels).loss
-         (full-vocabulary logits at every position), AdamW; generation one prompt at a time.
+- naive: `benchmarks/naive.py`: the same examples padded to the longest possible example, the model's own
+         full-vocabulary loss, AdamW; generation one prompt at a time.
 
-FLOPs counted are those the method must do, for the batch's non-pad tokens (the same count for both paths):
-  every nn.Linear (base, LoRA A/B, LM head) with R rows (body: non-pad + virtual tokens; LM head: the
-  labelled positions only) costs 2*in*out*R forward, + 2*in*out*R if its input depends on a trainable
-  tensor (input gradient), + 2*in*out*R if its weight trains (weight gradient). Which applies is read
-  from requires_grad in forward hooks on a probe batch. Attention (QK^T and AV) per layer and sequence of
-  length L costs 4*d*P forward with P = sum_i min(i+1, window) causal pairs (GPT-Neo's local layers see
-  256 keys), x3 when the block's output needs a gradient. Norms, activations, softmax, dropout and the
-  optimizer are not counted. So finetune counts forward only for the frozen blocks; LoRA and soft prompt
-  count input gradients through every block but weight gradients only for the adapters / prompt.
-"Matmul peak" is the best of torch.mm at 2048^3 and at (batch tokens x d x 4d), measured in this run.
+This file is the harness: it parses the settings, builds each method's RunConfig, alternates the two paths'
+steps, measures time and memory, prints the table and writes the JSON. The FLOPs counted (those the method
+must do, the same count for both paths), the FLOPs each path executes and the matmul peak (the best of
+torch.mm at 2048^3 and at batch tokens x d x 4d, measured in this run) are defined in `benchmarks/flops.py`.
 Run it on a quiet machine and compare the load averages it prints: with other jobs on the same cores,
 OpenMP threads wait on descheduled peers and small operations slow down many times over (--threads 1
 then gives clean one-core figures).
@@ -54,18 +47,29 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common.config import METHOD_DEFAULTS, parse_run_config  # noqa: E402
+# causal_pairs is re-exported for tests/test_performance_paths.py, which imports it from here.
+from benchmarks.flops import FlopCounter, causal_pairs, matmul_peak, synchronize  # noqa: E402, F401
+from benchmarks.naive import (autocast, clip_and_step, naive_batch, naive_generate, naive_length,  # noqa: E402
+                              naive_stepper)
+from common.config import parse_run_config  # noqa: E402
 from common.data import load_splits  # noqa: E402
-from common.generation import generate_local_tokens, generate_token_batch, generation_config  # noqa: E402
-from common.methods import build_method, num_virtual_tokens, transformer_blocks  # noqa: E402
-from common.results import package_versions, write_json  # noqa: E402
-from common.tokenization import IGNORE_INDEX, PaddingCollator, build_prompts, make_prompt_parts  # noqa: E402
+from common.generation import generate_local_tokens  # noqa: E402
+from common.methods import build_method  # noqa: E402
 from common.models import load_base_model, load_tokenizer  # noqa: E402
+from common.results import package_versions, write_json  # noqa: E402
+from common.tokenization import IGNORE_INDEX, build_prompts  # noqa: E402
 from common.trainer import build_trainer  # noqa: E402
 
 METHODS = ("lora", "soft_prompt", "finetune")
 SEED_TRAIN_EXAMPLES, SEED_TEST_EXAMPLES = 21_000, 3_000
-DATA_DIRS = (Path("/work/shared/data/cnn_dailymail"), ROOT / "data" / "sample")
+SPLIT_FILES = ("train.jsonl", "test.jsonl")
+
+
+def default_data_dir(root: Path = ROOT) -> Path:
+    """`../shared/data/cnn_dailymail` beside the project when it holds train.jsonl and test.jsonl, else the
+    bundled `data/sample`."""
+    shared = root.parent / "shared" / "data" / "cnn_dailymail"
+    return shared if all((shared / name).is_file() for name in SPLIT_FILES) else root / "data" / "sample"
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -92,8 +96,9 @@ def make_parser() -> argparse.ArgumentParser:
                         "SmolLM2 folder, prepared from PyPI); benchmarks/gpu_check.py passes the tiny model's own, so "
                         "that a machine without network needs nothing but the installed packages.")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's).")
-    parser.add_argument("--data_dir", default=None, help="Folder with train.jsonl and test.jsonl (id, article, "
-                        "highlights); default: the shared CNN/DailyMail rows, else data/sample.")
+    parser.add_argument("--data_dir", default=str(default_data_dir()), help="Folder with train.jsonl and test.jsonl "
+                        "(id, article, highlights). Default: ../shared/data/cnn_dailymail relative to the project "
+                        "root when it holds both files, else the bundled data/sample (here: %(default)s).")
     parser.add_argument("--out", default=None, help="JSON file (default benchmarks/results/<machine>-<model>.json, "
                         "with -<N>thread appended when --threads is given).")
     return parser
@@ -103,14 +108,18 @@ def main(args: argparse.Namespace) -> dict:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.threads:
         torch.set_num_threads(args.threads)
+    data = Path(args.data_dir)
+    if not all((data / name).is_file() for name in SPLIT_FILES):
+        raise SystemExit(f"error: --data_dir {data} must hold {' and '.join(SPLIT_FILES)}")
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         model_dir, tokenizer_dir, make_base = model_source(args.model, Path(tmp), args.tokenizer)
-        peaks = [matmul_peak(args, 2048, 2048, 2048)]
-        methods = {}
+        peaks = [matmul_peak(args.device, args.dtype, 2048, 2048, 2048)]
+        methods, epochs = {}, {}
         for method in args.methods:
-            cfg = run_config(args, method, model_dir, tokenizer_dir, Path(tmp))
+            cfg = run_config(args, method, data, model_dir, tokenizer_dir, Path(tmp))
             methods[method] = bench_method(args, cfg, make_base, peaks)
+            epochs[method] = seed_epochs(cfg)
     peak = max(p["flop_per_s"] for p in peaks)
     for result in methods.values():
         for path in ("ours", "naive"):
@@ -119,7 +128,7 @@ def main(args: argparse.Namespace) -> dict:
                "model": args.model, "dtype": args.dtype, "torch_threads": torch.get_num_threads(),
                "load_average_before": load_before, "load_average_after": os.getloadavg(),
                "settings": vars(args), "matmul_peak_flop_per_s": peak, "matmul_measurements": peaks,
-               "methods": methods, "projections": projections(methods), "versions": package_versions()}
+               "methods": methods, "projections": projections(methods, epochs), "versions": package_versions()}
     print_report(results)
     threads = f"-{args.threads}thread" if args.threads else ""
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"{results['machine']}-{args.model}{threads}.json")
@@ -152,15 +161,8 @@ def model_source(name: str, tmp: Path, tokenizer: str | None = None):
     return None, smollm, lambda: copy.deepcopy(base)
 
 
-def data_dir(args) -> Path:
-    if args.data_dir:
-        return Path(args.data_dir)
-    return next(d for d in DATA_DIRS if (d / "train.jsonl").is_file() and (d / "test.jsonl").is_file())
-
-
-def run_config(args, method: str, model_dir, tokenizer_dir: str, tmp: Path):
-    """The RunConfig a training script would parse for this benchmark's sizes."""
-    data = data_dir(args)
+def run_config(args, method: str, data: Path, model_dir, tokenizer_dir: str, tmp: Path):
+    """The RunConfig a training script would parse for this benchmark's sizes, on `data`'s train and test rows."""
     flags = ["--model_name_or_path", model_dir or tokenizer_dir, "--tokenizer_name_or_path", tokenizer_dir,
              "--train_file", str(data / "train.jsonl"), "--validation_file", str(data / "test.jsonl"),
              "--test_file", str(data / "test.jsonl"), "--max_train_samples", str(args.train_pool),
@@ -184,7 +186,7 @@ def bench_method(args, cfg, make_base, peaks: list) -> dict:
     model = build_method(cfg.method_name, base, cfg.method, cfg.model).to(args.device)
     trainer = build_trainer(cfg, model, tokenizer, splits)
     batches = draw_batches(trainer, args.warmup + args.steps)
-    peaks.append(matmul_peak(args, batches[0]["input_ids"].numel(), model.config.hidden_size,
+    peaks.append(matmul_peak(args.device, args.dtype, batches[0]["input_ids"].numel(), model.config.hidden_size,
                              4 * model.config.hidden_size))
     print(f"\n{cfg.method_name}: batches of {[tuple(b['input_ids'].shape) for b in batches]} "
           f"(naive pads to {naive_length(tokenizer, cfg.data)})", flush=True)
@@ -212,20 +214,6 @@ def draw_batches(trainer, count: int) -> list[dict]:
     return [{k: v.to(trainer.args.device) for k, v in batch.items()} for batch in batches]
 
 
-def naive_length(tokenizer, data_args) -> int:
-    """The longest example the settings allow: template + max_source_length + max_target_length."""
-    parts = make_prompt_parts(tokenizer, data_args)
-    return len(parts.prefix_ids) + data_args.max_source_length + len(parts.suffix_ids) + data_args.max_target_length
-
-
-def naive_batch(batch: dict, pad_id: int, length: int) -> dict:
-    """The same rows right-padded to `length`, as a first implementation's fixed-length padding does."""
-    rows = [{"input_ids": ids[: n].tolist(), "labels": labels[: n].tolist()}
-            for ids, labels, n in zip(batch["input_ids"], batch["labels"], batch["attention_mask"].sum(1))]
-    padded = PaddingCollator(pad_id=pad_id, pad_to_multiple_of=length)(rows)
-    return {k: v.to(batch["input_ids"].device) for k, v in padded.items()}
-
-
 def time_training(args, trainer, model, tokenizer, cfg, batches, flops) -> dict:
     """Interleave ours and naive steps (alternating which goes first); time the steps after warm-up."""
     length = naive_length(tokenizer, cfg.data)
@@ -249,38 +237,12 @@ def time_training(args, trainer, model, tokenizer, cfg, batches, flops) -> dict:
 
 
 def ours_step(trainer, model, params, batch) -> None:
+    """The project's step: the Trainer's training_step (label-position loss, backward), then the same clipping
+    and optimizer step as naive."""
     items = (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
     with autocast(trainer.args):
         trainer.training_step(model, batch, items)
     clip_and_step(trainer.optimizer, params, trainer.args.max_grad_norm)
-
-
-def naive_stepper(model, params, training_args):
-    optimizer = torch.optim.AdamW(params, lr=training_args.learning_rate)
-
-    def step(batch) -> None:
-        model.train()
-        with autocast(training_args):
-            loss = model(**batch).loss
-        loss.backward()
-        clip_and_step(optimizer, params, training_args.max_grad_norm)
-
-    return step
-
-
-def clip_and_step(optimizer, params, max_grad_norm) -> None:
-    if max_grad_norm:
-        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-
-
-def autocast(training_args):
-    """bf16/fp16 autocast on a GPU, as the Trainer's accelerator applies it; nothing in fp32."""
-    if training_args.bf16 or training_args.fp16:
-        dtype = torch.bfloat16 if training_args.bf16 else torch.float16
-        return torch.autocast(training_args.device.type, dtype=dtype)
-    return contextlib.nullcontext()
 
 
 def timed(args, fn, release_heap: bool = True) -> tuple[float, tuple[int, int]]:
@@ -327,104 +289,6 @@ def time_generation(args, model, tokenizer, prompts, cfg, naive_first: bool) -> 
     return {**results, "same_generations": f"{same}/{len(prompts)}"}
 
 
-def naive_generate(model, tokenizer, prompts, gen_args) -> list[list[int]]:
-    """One prompt per generate call (no padding, no batching, transformers' default concatenating KV cache):
-    what a first loop over the test set does."""
-    config = generation_config(gen_args, tokenizer)
-    device = next(model.parameters()).device
-    model.eval()
-    with torch.inference_mode():
-        rows = []
-        for prompt in prompts:
-            ids = torch.tensor([prompt], device=device)
-            rows.extend(generate_token_batch(model, ids, torch.ones_like(ids), config, in_place_cache=False))
-    return rows
-
-
-class FlopCounter:
-    """Counts the FLOPs a method must do per batch (see the module docstring for the formula)."""
-
-    def __init__(self, model, probe_batch: dict):
-        self.virtual = num_virtual_tokens(model)
-        config = model.config
-        self.hidden = config.hidden_size
-        heads = getattr(config, "num_attention_heads", None) or config.num_heads
-        self.attn_dim = heads * (getattr(config, "head_dim", None) or self.hidden // heads)
-        layers = getattr(config, "attention_layers", None)
-        self.windows = [config.window_size if kind == "local" else None for kind in layers] if layers else \
-            [getattr(config, "sliding_window", None)] * config.num_hidden_layers
-        self.body, self.head, self.block_grads = self._probe(model, probe_batch)
-
-    def _probe(self, model, batch):
-        """Per-row FLOPs of the body and of the LM head, and which blocks pass a gradient, read from hooks."""
-        head = model.get_output_embeddings()
-        uses, grads, hooks = {"body": 0, "head": 0}, [], []
-
-        def on_linear(module, inputs, output):
-            passes = 1 + inputs[0].requires_grad + module.weight.requires_grad
-            uses["head" if module is head else "body"] += 2 * module.in_features * module.out_features * passes
-
-        def on_block(module, inputs, output):
-            grads.append((output[0] if isinstance(output, tuple) else output).requires_grad)
-
-        hooks += [m.register_forward_hook(on_linear) for m in model.modules() if isinstance(m, torch.nn.Linear)]
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT wraps the model
-        hooks += [b.register_forward_hook(on_block) for b in transformer_blocks(base)]
-        model.train()
-        try:
-            with torch.enable_grad():
-                model(input_ids=batch["input_ids"][:1, :8], attention_mask=batch["attention_mask"][:1, :8],
-                      logits_to_keep=1)
-        finally:
-            for hook in hooks:
-                hook.remove()
-        return uses["body"], uses["head"], grads
-
-    def step(self, batch: dict) -> float:
-        lengths = (batch["attention_mask"].sum(1) + self.virtual).tolist()
-        labelled = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
-        attention = sum(4 * self.attn_dim * causal_pairs(n, window) * (3 if grad else 1)
-                        for n in lengths for window, grad in zip(self.windows, self.block_grads))
-        return self.body * sum(lengths) + self.head * labelled + attention
-
-    def executed(self, batch: dict, head_everywhere: bool) -> float:
-        """FLOPs a step runs as computed: every row at the batch's padded width, the full width x width
-        attention scores (eager/SDPA score every pair, masked or not), and the LM head at every position
-        (`head_everywhere`, the naive loss) or at the labelled ones only (ours)."""
-        rows, width = batch["input_ids"].shape
-        width += self.virtual
-        labelled = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
-        attention = rows * sum(4 * self.attn_dim * width * width * (3 if grad else 1) for grad in self.block_grads)
-        return self.body * rows * width + self.head * (rows * width if head_everywhere else labelled) + attention
-
-
-def causal_pairs(length: int, window: int | None) -> int:
-    """Query-key pairs of causal attention over `length` tokens, each seeing at most `window` keys."""
-    if window is None or window >= length:
-        return length * (length + 1) // 2
-    return window * (window + 1) // 2 + (length - window) * window
-
-
-def matmul_peak(args, m: int, k: int, n: int, repeats: int = 5) -> dict:
-    """Best dense matmul throughput of (m x k) @ (k x n) in the benchmark's dtype."""
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
-    a = torch.randn(m, k, device=args.device, dtype=dtype)
-    b = torch.randn(k, n, device=args.device, dtype=dtype)
-    best = float("inf")
-    for _ in range(repeats + 1):
-        synchronize(args.device)
-        start = time.perf_counter()
-        torch.mm(a, b)
-        synchronize(args.device)
-        best = min(best, time.perf_counter() - start)
-    return {"shape": [m, k, n], "flop_per_s": 2 * m * k * n / best, "load_average": os.getloadavg()[0]}
-
-
-def synchronize(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def reset_peak_memory(device: str, release_heap: bool) -> None:
     """CUDA: reset torch's peak. CPU: optionally hand freed heap back to the OS (so an earlier step's freed
     buffers do not count), then reset the process's peak resident memory (VmHWM, Linux)."""
@@ -458,14 +322,19 @@ def _proc_status_kib(field: str) -> int:
     return 0
 
 
-def projections(methods: dict) -> dict:
+def seed_epochs(cfg) -> int | float:
+    """The method's default epochs (the benchmark never sets --num_train_epochs), 6 rather than 6.0."""
+    epochs = cfg.training.num_train_epochs
+    return int(epochs) if float(epochs).is_integer() else epochs
+
+
+def projections(methods: dict, epochs: dict) -> dict:
     """Hours for the seed's full runs at the measured rates: 21,000 examples x the method's epochs; 3,000 summaries."""
     result = {}
     for method, r in methods.items():
-        epochs = METHOD_DEFAULTS[method]["num_train_epochs"]
-        train_tokens = SEED_TRAIN_EXAMPLES * epochs * r["mean_train_tokens_per_example"]
+        train_tokens = SEED_TRAIN_EXAMPLES * epochs[method] * r["mean_train_tokens_per_example"]
         gen_tokens = SEED_TEST_EXAMPLES * r["ours"]["gen_tokens"] / r["ours"]["gen_prompts"]
-        result[method] = {"epochs": epochs, **{
+        result[method] = {"epochs": epochs[method], **{
             f"{path}_{what}_hours": value / r[path][rate] / 3600
             for path in ("ours", "naive")
             for what, value, rate in (("train", train_tokens, "train_tokens_per_s"),

@@ -1,0 +1,208 @@
+"""The benchmark's parts: the FLOP model on hand-computed cases, the naive baseline's padding, and the harness
+end to end on the tiny model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import GPTNeoConfig, GPTNeoForCausalLM
+
+from benchmarks.flops import FlopCounter, causal_pairs, matmul_peak
+from benchmarks.naive import naive_batch, naive_length
+from common.config import DataArguments, FinetuneArguments, LoraArguments, ModelArguments, SoftPromptArguments
+
+IGNORE = -100
+
+
+@pytest.mark.parametrize(("length", "window", "pairs"), [
+    (1, None, 1),
+    (4, None, 1 + 2 + 3 + 4),
+    (4, 4, 1 + 2 + 3 + 4),   # a window as long as the sequence changes nothing
+    (4, 9, 1 + 2 + 3 + 4),
+    (4, 2, 1 + 2 + 2 + 2),   # from the second query on, each sees 2 keys
+    (5, 1, 5),               # each query sees itself only
+    (6, 3, 1 + 2 + 3 + 3 + 3 + 3),
+])
+def test_causal_pairs(length, window, pairs):
+    assert causal_pairs(length, window) == pairs
+
+
+def small_gpt_neo() -> GPTNeoForCausalLM:
+    """2 blocks (global, then local with a 2-key window), hidden 8, 2 heads of 4, MLP 16, vocab 32.
+
+    Its nn.Linear layers per block: q, k, v, out_proj (8 x 8 each) and c_fc (8 -> 16), c_proj (16 -> 8);
+    one forward pass over a row costs 2*in*out each: 4 * 2*8*8 + 2 * 2*8*16 = 512 + 512 = 1024 per block.
+    The LM head (8 -> 32, tied to the input embedding) costs 2*8*32 = 512 per row.
+    """
+    torch.manual_seed(0)
+    config = GPTNeoConfig(vocab_size=32, hidden_size=8, num_layers=2, num_heads=2, intermediate_size=16,
+                          attention_types=[[["global", "local"], 1]], window_size=2, max_position_embeddings=16,
+                          bos_token_id=0, eos_token_id=0, tie_word_embeddings=True)
+    return GPTNeoForCausalLM(config)
+
+
+def hand_batch() -> dict:
+    """Two rows of 3 and 5 tokens in a batch 5 wide; 1 + 3 labelled next-token positions (labels[:, 1:])."""
+    return {"input_ids": torch.tensor([[5, 6, 7, 0, 0], [8, 9, 10, 11, 12]]),
+            "attention_mask": torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]),
+            "labels": torch.tensor([[IGNORE, IGNORE, 7, IGNORE, IGNORE], [IGNORE, IGNORE, 10, 11, 12]])}
+
+
+# Causal pairs of the hand batch per layer: global sees all keys: causal_pairs(3) + causal_pairs(5) = 6 + 15 = 21;
+# local sees 2 keys: causal_pairs(3, 2) + causal_pairs(5, 2) = (1+2+2) + (1+2+2+2+2) = 5 + 9 = 14.
+# Attention costs 4 * d * pairs with d = 2 heads x 4 = 8, so 32 * pairs forward.
+
+
+def test_flops_of_a_frozen_model():
+    model = small_gpt_neo().requires_grad_(False)
+    counter = FlopCounter(model, hand_batch())
+    assert (counter.attn_dim, counter.windows, counter.virtual) == (8, [None, 2], 0)
+    assert counter.body == 2 * 1024  # two blocks, forward only
+    assert counter.head == 512
+    assert counter.block_grads == [False, False]
+    # body x 8 real tokens + head x 4 labelled positions + 32 x (21 + 14) attention pairs
+    assert counter.step(hand_batch()) == 2048 * 8 + 512 * 4 + 32 * 35 == 19_552
+    # Executed: both rows at width 5 (10 rows of tokens), 5 x 5 scores per layer and row.
+    attention = 2 * 2 * 4 * 8 * 5 * 5  # rows x layers x 4d x width^2 = 3,200
+    assert counter.executed(hand_batch(), head_everywhere=True) == 2048 * 10 + 512 * 10 + attention == 28_800
+    assert counter.executed(hand_batch(), head_everywhere=False) == 2048 * 10 + 512 * 4 + attention == 25_728
+
+
+def test_flops_of_a_fully_trained_model():
+    model = small_gpt_neo()
+    counter = FlopCounter(model, hand_batch())
+    # Every linear's input depends on trained tensors (embeddings, norms) and every weight trains: 3 passes.
+    assert (counter.body, counter.head, counter.block_grads) == (3 * 2048, 3 * 512, [True, True])
+    assert counter.step(hand_batch()) == 6144 * 8 + 1536 * 4 + 3 * 32 * 35 == 58_656
+
+
+def test_flops_when_only_the_last_projection_trains():
+    model = small_gpt_neo().requires_grad_(False)
+    model.transformer.h[1].mlp.c_proj.requires_grad_(True)
+    counter = FlopCounter(model, hand_batch())
+    # Block 0 and block 1 up to c_fc: forward only, 1024 + (4 * 128 + 256) = 1,792.
+    # c_proj (16 -> 8): forward + weight gradient (its input needs none) = 2 * 2*16*8 = 512.
+    # LM head: forward + input gradient (its input now depends on c_proj; its weight is frozen) = 2 * 512.
+    assert (counter.body, counter.head, counter.block_grads) == (1792 + 512, 1024, [False, True])
+    # Attention: the global layer (block 0) x1, the local layer (block 1) x3: 32 x (21 + 3 x 14) = 2,016.
+    assert counter.step(hand_batch()) == 2304 * 8 + 1024 * 4 + 2016 == 24_544
+
+
+def linear(inputs: int, outputs: int, passes: int) -> int:
+    return 2 * inputs * outputs * passes
+
+
+# The tiny GPT-Neo (common.tiny_model): 2 blocks, hidden 64, MLP 256, vocab 512, LM head tied to the embedding.
+LORA_BLOCK_0 = (3 * (linear(64, 64, 1) + linear(64, 4, 2) + linear(4, 64, 3))  # q, k, v: input needs no gradient
+                + linear(64, 64, 2) + linear(64, 4, 3) + linear(4, 64, 3)      # out_proj: its input now does
+                + linear(64, 256, 2) + linear(64, 4, 3) + linear(4, 256, 3)    # c_fc
+                + linear(256, 64, 2) + linear(256, 4, 3) + linear(4, 64, 3))   # c_proj
+LORA_BLOCK_1 = (4 * (linear(64, 64, 2) + linear(64, 4, 3) + linear(4, 64, 3))
+                + linear(64, 256, 2) + linear(64, 4, 3) + linear(4, 256, 3)
+                + linear(256, 64, 2) + linear(256, 4, 3) + linear(4, 64, 3))
+FROZEN_BLOCK = 4 * linear(64, 64, 1) + linear(64, 256, 1) + linear(256, 64, 1)  # 98,304
+
+
+@pytest.mark.parametrize(("method", "arguments", "body", "head", "grads", "virtual"), [
+    # LoRA r=4 on every linear but the head: base weights frozen (forward, + input gradient once the input
+    # depends on an adapter), A and B train (+ weight gradient). 198,144 + 224,256.
+    ("lora", LoraArguments(r=4, lora_alpha=8, lora_dropout=0.0), LORA_BLOCK_0 + LORA_BLOCK_1,
+     linear(64, 512, 2), [True, True], 0),
+    # Soft prompt: only the prompt trains; every linear's input depends on it, so forward + input gradient.
+    ("soft_prompt", SoftPromptArguments(num_virtual_tokens=5, prompt_init="random"), 2 * 2 * FROZEN_BLOCK,
+     linear(64, 512, 2), [True, True], 5),
+    # Last block and final norm train: block 0 forward only, block 1 all three passes (its ln_1 trains).
+    ("finetune", FinetuneArguments(num_trainable_layers=1), FROZEN_BLOCK + 3 * FROZEN_BLOCK,
+     linear(64, 512, 2), [False, True], 0),
+])
+def test_flops_of_each_method_on_the_tiny_model(method, arguments, body, head, grads, virtual, tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    from common.methods import build_method
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model = build_method(method, base, arguments, ModelArguments(model_name_or_path=str(tiny_model_dir)))
+    counter = FlopCounter(model, hand_batch())
+    assert (counter.body, counter.head, counter.block_grads, counter.virtual) == (body, head, grads, virtual)
+    assert (LORA_BLOCK_0, LORA_BLOCK_1) == (198_144, 224_256)
+
+
+def test_matmul_peak_reports_its_shape():
+    peak = matmul_peak("cpu", "fp32", 8, 4, 2, repeats=1)
+    assert peak["shape"] == [8, 4, 2] and peak["flop_per_s"] > 0
+
+
+def test_naive_batch_pads_every_row_to_the_longest_possible_example():
+    batch = naive_batch(hand_batch(), pad_id=-8, length=7)
+    assert batch["input_ids"].tolist() == [[5, 6, 7, -8, -8, -8, -8], [8, 9, 10, 11, 12, -8, -8]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 1, 0, 0]]
+    assert batch["labels"].tolist() == [[IGNORE, IGNORE, 7, IGNORE, IGNORE, IGNORE, IGNORE],
+                                        [IGNORE, IGNORE, 10, 11, 12, IGNORE, IGNORE]]
+
+
+def test_naive_length_is_template_article_and_summary(tiny_tokenizer):
+    from common.tokenization import make_prompt_parts
+
+    data = DataArguments(prompt_template="{article}", max_source_length=32, max_target_length=8)
+    parts = make_prompt_parts(tiny_tokenizer, data)
+    assert naive_length(tiny_tokenizer, data) == len(parts.prefix_ids) + 32 + len(parts.suffix_ids) + 8
+
+
+def test_default_data_dir(tmp_path):
+    from benchmarks.benchmark import default_data_dir
+
+    root = tmp_path / "project"
+    assert default_data_dir(root) == root / "data" / "sample"
+    shared = tmp_path / "shared" / "data" / "cnn_dailymail"
+    shared.mkdir(parents=True)
+    (shared / "train.jsonl").touch()
+    assert default_data_dir(root) == root / "data" / "sample"  # no test.jsonl yet
+    (shared / "test.jsonl").touch()
+    assert default_data_dir(root) == shared
+
+
+def test_benchmark_refuses_a_data_dir_without_splits(tmp_path):
+    from benchmarks.benchmark import main, make_parser
+
+    with pytest.raises(SystemExit, match="must hold train.jsonl and test.jsonl"):
+        main(make_parser().parse_args(["--data_dir", str(tmp_path)]))
+
+
+def test_quality_run_data_dir_moves_train_and_dev_rows_only(tmp_path, monkeypatch):
+    from benchmarks import quality_run
+
+    monkeypatch.chdir(tmp_path)  # main changes into the project root; monkeypatch changes back afterwards
+    assert quality_run.preset_test_files() == {"../shared/data/cnn_dailymail/test.jsonl"}
+    with pytest.raises(SystemExit, match="must hold validation.jsonl"):
+        quality_run.main(["--data_dir", str(tmp_path)])
+
+
+@pytest.mark.slow
+def test_benchmark_harness_on_the_tiny_model(tmp_path, fixture_files, capsys):
+    from benchmarks.benchmark import METHODS, main, make_parser
+
+    out = tmp_path / "bench.json"
+    main(make_parser().parse_args([
+        "--model", "tiny", "--steps", "1", "--warmup", "0", "--gen_examples", "2", "--max_new_tokens", "4",
+        "--train_pool", "4", "--batch_size", "2", "--max_source_length", "32", "--max_target_length", "8",
+        "--data_dir", str(Path(fixture_files["train"]).parent), "--out", str(out)]))
+    results = json.loads(out.read_text())
+    assert list(results["methods"]) == list(METHODS)
+    for method, result in results["methods"].items():
+        for path in ("ours", "naive"):
+            assert all(result[path][key] > 0 for key in ("train_tokens_per_s", "s_per_step", "flop_per_step",
+                                                          "executed_flop_per_step", "gen_tokens_per_s",
+                                                          "matmul_fraction"))
+            assert result[path]["gen_prompts"] == 2
+        assert result["same_generations"] == "2/2"
+        assert result["ours"]["flop_per_step"] == result["naive"]["flop_per_step"]  # the same work counted
+        assert result["ratio"]["executed_flops_naive_over_ours"] > 1  # the naive step pads and runs the full head
+        assert set(results["projections"][method]) == {"epochs", "ours_train_hours", "naive_train_hours",
+                                                       "ours_generate_test_hours", "naive_generate_test_hours"}
+    assert results["projections"]["lora"]["epochs"] == 6
+    table = capsys.readouterr().out
+    assert "| method | path | train tok/s |" in table and f"Written to {out}" in table
+    assert all(f"| {method} | ours/naive |" in table for method in METHODS)
