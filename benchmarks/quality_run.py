@@ -4,11 +4,12 @@
     python benchmarks/quality_run.py --train_rows 600 --force
     python benchmarks/quality_run.py --generate_only   # new generation settings, no retraining
 
-Uses `../shared/data/cnn_dailymail/` (real CNN/DailyMail 3.0.0 rows). Its train split has only 100
-rows, so the script trains on validation rows and keeps other validation rows as a dev set; the test
-rows are the real test split (200 by default, a seeded subset). The carved-out files go to
-`runs/quality/data/` (git-ignored: the data is never copied into the project). Presets are
-`configs/quality/*.yaml`; results are compared by `evaluate_all.py` into `runs/quality/comparison/`.
+Uses `../shared/data/cnn_dailymail/` relative to the project root (real CNN/DailyMail 3.0.0 rows). Its
+train split has only 100 rows, so the script trains on validation rows and keeps other validation rows as
+a dev set; the test rows are the real test split (200 by default, a seeded subset), read by the presets
+themselves (`test_file` in `configs/quality/*.yaml`), so `--data_dir` moves the train and dev rows only.
+The carved-out files go to `runs/quality/data/` (git-ignored: the data is never copied into the project).
+Presets are `configs/quality/*.yaml`; results are compared by `evaluate_all.py` into `runs/quality/comparison/`.
 
 `--generate_only` keeps the trained adapters in `runs/quality/<method>/adapter/` and only generates the
 test summaries again, with each preset's current prompt and generation settings, into
@@ -56,6 +57,12 @@ def carve_splits(validation_file: Path, train_rows: int, dev_rows: int, seed: in
                           "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in part))
 
 
+def preset_test_files() -> set[str]:
+    """The test files the presets name (relative to the project root); --data_dir does not change them."""
+    return {yaml.safe_load((CONFIG_DIR / f"{method}.yaml").read_text(encoding="utf-8"))["test_file"]
+            for method in METHODS}
+
+
 def generation_preset(method: str) -> dict:
     """`configs/quality/<method>.yaml` reduced to what a generation-only run takes, pointed at the adapter."""
     values = yaml.safe_load((CONFIG_DIR / f"{method}.yaml").read_text(encoding="utf-8"))
@@ -84,7 +91,11 @@ def generate_only(model_path: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data_dir", default=str(DEFAULT_DATA), help="Folder with validation.jsonl and test.jsonl.")
+    parser.add_argument("--data_dir", default=str(DEFAULT_DATA), help="Folder whose validation.jsonl (real "
+                        "CNN/DailyMail rows) is carved into the train and dev rows; default: "
+                        "../shared/data/cnn_dailymail relative to the project root (%(default)s). It moves the "
+                        "train and dev rows only: the test rows are the presets' test_file (configs/quality/*.yaml: "
+                        "../shared/data/cnn_dailymail/test.jsonl), which this flag does not change.")
     parser.add_argument("--train_rows", type=int, default=320, help="Validation rows used for training.")
     parser.add_argument("--dev_rows", type=int, default=64, help="Other validation rows kept as a dev set.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the train/dev carve-out.")
@@ -94,9 +105,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     os.chdir(ROOT)
     data_dir = Path(args.data_dir)
-    if not (data_dir / "validation.jsonl").is_file() or not (data_dir / "test.jsonl").is_file():
-        raise SystemExit(f"error: {data_dir} must hold validation.jsonl and test.jsonl (real CNN/DailyMail rows); "
-                         "pass --data_dir")
+    if not (data_dir / "validation.jsonl").is_file():
+        raise SystemExit(f"error: {data_dir} must hold validation.jsonl (real CNN/DailyMail rows); pass --data_dir")
+    missing = sorted(path for path in preset_test_files() if not (ROOT / path).is_file())
+    if missing:
+        raise SystemExit(f"error: the presets in {CONFIG_DIR.relative_to(ROOT)}/ read their test rows from "
+                         f"{', '.join(missing)}, which is missing (--data_dir does not move the test rows)")
     start = time.perf_counter()
     if args.generate_only:
         folders = generate_only(offline_model.ensure_model())
