@@ -54,13 +54,13 @@ from benchmarks.naive import (autocast, clip_and_step, naive_batch, naive_genera
 from common.config import parse_run_config  # noqa: E402
 from common.data import load_splits  # noqa: E402
 from common.generation import generate_local_tokens  # noqa: E402
-from common.methods import build_method  # noqa: E402
+from common.methods import build_method, method_names  # noqa: E402
 from common.models import load_base_model, load_tokenizer  # noqa: E402
 from common.results import package_versions, write_json  # noqa: E402
 from common.tokenization import IGNORE_INDEX, build_prompts  # noqa: E402
 from common.trainer import build_trainer  # noqa: E402
 
-METHODS = ("lora", "soft_prompt", "finetune")
+METHODS = tuple(method_names())
 SEED_TRAIN_EXAMPLES, SEED_TEST_EXAMPLES = 21_000, 3_000
 SPLIT_FILES = ("train.jsonl", "test.jsonl")
 

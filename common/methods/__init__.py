@@ -13,7 +13,10 @@ Example:
 from .base import (ParameterCounts, count_parameters, final_norm, lm_head_is_tied, load_trained, num_virtual_tokens,
                    save_trained, trained_state_dict, transformer_blocks)
 from .registry import REGISTRY, Method, get_method, method_names, register
-from . import finetune, lora, soft_prompt  # noqa: E402,F401 - each registers itself
+# Each module registers itself on import; this order is the order of tables, presets and tests.
+from . import lora  # noqa: E402,F401,I001
+from . import soft_prompt  # noqa: E402,F401,I001
+from . import finetune  # noqa: E402,F401,I001
 from .finetune import FinetuneArguments
 from .lora import LoraArguments
 from .soft_prompt import SoftPromptArguments
