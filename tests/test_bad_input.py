@@ -161,7 +161,7 @@ def test_a_bug_keeps_its_traceback(tmp_path, tiny_model_dir, fixture_files, caps
     def broken(cfg):
         raise KeyError("a bug, not a user error")
 
-    monkeypatch.setattr(train_lora, "run_method", broken)
+    monkeypatch.setattr(train_lora, "start", broken)  # main's first step after parsing
     argv = build_argv(Case("lora", (), ""), tmp_path, tiny_model_dir, fixture_files)
     code, err = cli(train_lora.main, argv, capsys)
     assert code == 1 and err.startswith("Traceback") and "KeyError: 'a bug, not a user error'" in err

@@ -9,9 +9,10 @@ import yaml
 from transformers import GPTNeoConfig
 
 from common.cli import ConfigError
-from common.config import (DATA_FILE_SUFFIXES, METHOD_ARGUMENTS, DataArguments, check_lengths_against_model,
-                           check_training, parse_run_config)
+from common.config import (DATA_FILE_SUFFIXES, DataArguments, check_lengths_against_model, check_training,
+                           parse_run_config)
 from common.data import SUFFIXES
+from common.presets import preset_methods
 from common.tokenization import make_prompt_parts
 from conftest import FIXTURES
 
@@ -22,7 +23,7 @@ PRESETS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if p.parent.name 
 
 def method_of(path: Path) -> str:
     stem = path.stem
-    return next(m for m in METHOD_ARGUMENTS if stem == m or stem.startswith(m))
+    return next(m for m in preset_methods() if stem == m or stem.startswith(m))
 
 
 def test_cli_overrides_yaml(tmp_path):
