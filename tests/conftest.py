@@ -1,10 +1,12 @@
-"""Shared fixtures: a tiny random GPT-Neo with an offline tokenizer, and the fixture splits.
+"""Shared fixtures: a tiny random GPT-Neo with an offline tokenizer, the fixture splits and the test Hub.
 
 Every test runs offline (HF_HUB_OFFLINE=1 is forced here as well as in CI). huggingface_hub and
 datasets read HF_ENDPOINT and HF_HOME when they are imported, so both are set here, before any test
 module imports them: the endpoint is a port on 127.0.0.1 reserved for the test Hub server
 (`tests/hub_server.py`, started by the `hub_server` fixture), and HF_HOME a fresh folder, so no test
 reads the user's cache or token, or reaches the real Hub.
+
+Only that environment and the fixtures live here; helpers that test modules import are in `tests/helpers.py`.
 """
 
 from __future__ import annotations
@@ -34,9 +36,9 @@ for _name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_CACHE", "HF_DATASETS
     os.environ.pop(_name, None)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root: `common`, the scripts
+
+from helpers import FIXTURES  # noqa: E402 - after the environment above, as everything imported from here on
 
 
 @pytest.fixture(scope="session")
@@ -67,10 +69,6 @@ def fixture_files() -> dict[str, str]:
     return {split: str(FIXTURES / f"{split}.jsonl") for split in ("train", "validation", "test")}
 
 
-def data_flags(files: dict[str, str]) -> list[str]:
-    return ["--train_file", files["train"], "--validation_file", files["validation"], "--test_file", files["test"]]
-
-
 @pytest.fixture(scope="session")
 def hub_server(tmp_path_factory):
     """The test Hub (tests/hub_server.py) on the port HF_ENDPOINT names, for the whole session."""
@@ -79,13 +77,3 @@ def hub_server(tmp_path_factory):
     server = HubServer(root=tmp_path_factory.mktemp("hub"), port=HUB_PORT).start()
     yield server
     server.stop()
-
-
-def online_env(hf_home: Path, **extra: str) -> dict[str, str]:
-    """Environment of a subprocess that talks to the test Hub as a user's machine talks to the real one."""
-    env = {**os.environ, "HF_ENDPOINT": os.environ["HF_ENDPOINT"], "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "0",
-           "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_DISABLE_TELEMETRY": "1"}
-    for name in ("TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HF_TOKEN", "ACCELERATE_USE_CPU"):
-        env.pop(name, None)
-    env.update(extra)
-    return env

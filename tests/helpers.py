@@ -1,11 +1,37 @@
-"""Helpers shared by test modules (no test module imports another)."""
+"""Helpers shared by test modules: no test module imports another, and conftest.py holds only the environment
+set at collection and the fixtures.
+
+Nothing here imports torch, transformers or pandas at module level (the functions that need them import them
+when called), so a module that only needs paths or `online_env` (test_online.py) is collected without them.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import traceback
+from pathlib import Path
 from typing import Callable
 
 from common.cli import run
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+
+
+def data_flags(files: dict[str, str]) -> list[str]:
+    """The three split flags for the `fixture_files` fixture (or any {split: path})."""
+    return ["--train_file", files["train"], "--validation_file", files["validation"], "--test_file", files["test"]]
+
+
+def online_env(hf_home: Path, **extra: str) -> dict[str, str]:
+    """Environment of a subprocess that talks to the test Hub as a user's machine talks to the real one."""
+    env = {**os.environ, "HF_ENDPOINT": os.environ["HF_ENDPOINT"], "HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "0",
+           "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_DISABLE_TELEMETRY": "1"}
+    for name in ("TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "HF_TOKEN", "ACCELERATE_USE_CPU"):
+        env.pop(name, None)
+    env.update(extra)
+    return env
 
 
 def cli(main: Callable[[list[str]], object], argv: list[str], capsys) -> tuple[int, str]:
@@ -28,3 +54,91 @@ def cli(main: Callable[[list[str]], object], argv: list[str], capsys) -> tuple[i
         traceback.print_exc()
         code = 1
     return code, capsys.readouterr().err
+
+
+# The methods on the tiny model, in-process (test_methods.py, test_loss.py, test_performance_paths.py).
+
+ARTICLES = ["The council approved the budget on Tuesday after a long debate.",
+            "Police said the driver was taken to hospital.",
+            "Scientists found that the river's water quality improved over the past ten years, officials said."]
+
+
+def method_arguments() -> dict:
+    """{method: its small arguments for the tiny model}; the keys are the methods the tests parametrize over."""
+    from common.config import FinetuneArguments, LoraArguments, SoftPromptArguments
+
+    return {
+        "lora": LoraArguments(r=4, lora_alpha=8, lora_dropout=0.0),
+        "soft_prompt": SoftPromptArguments(num_virtual_tokens=5, prompt_init="text", prompt_init_text="Summarize it:"),
+        "finetune": FinetuneArguments(num_trainable_layers=1),
+    }
+
+
+def build(method, tiny_model_dir, args=None):
+    """`method` built on a fresh copy of the tiny model, with `args` or its `method_arguments()`."""
+    from transformers import AutoModelForCausalLM
+
+    from common.config import ModelArguments
+    from common.methods import build_method
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    return build_method(method, base, args or method_arguments()[method],
+                        ModelArguments(model_name_or_path=str(tiny_model_dir)))
+
+
+def a_batch(tokenizer):
+    """ARTICLES, each with the summary "Short.", masked and padded as training batches are."""
+    from common.tokenization import PaddingCollator, mask_prompt
+
+    examples = [mask_prompt(tokenizer(a)["input_ids"], tokenizer("Short.")["input_ids"], tokenizer.eos_token_id, 8)
+                for a in ARTICLES]
+    return PaddingCollator(pad_id=tokenizer.eos_token_id)(examples)
+
+
+def train_steps(model, batch, steps=3, lr=1e-2):
+    """`steps` AdamW steps on `batch` with the training loss (seeded); returns the model in eval mode."""
+    import torch
+
+    from common.methods import num_virtual_tokens
+    from common.trainer import label_position_loss
+
+    torch.manual_seed(0)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    model.train()
+    for _ in range(steps):
+        loss = label_position_loss(model, batch, num_virtual_tokens(model))
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return model.eval()
+
+
+# A script run end to end on the tiny model (test_end_to_end.py, test_performance_paths.py).
+
+RUN_FIELDS = {"method", "base_model", "trainable", "total", "trainable_percent", "tied_lm_head", "examples",
+              "train_wall_time_s", "train_tokens_per_s", "train_tokens", "peak_memory", "test_rouge", "config",
+              "versions", "generation_tokens_per_s", "saved_size_bytes"}
+
+
+def quick_flags(model_dir, files, out_dir):
+    """Flags for a two-step run with an eval at each step and a short generation."""
+    return ["--model_name_or_path", str(model_dir), *data_flags(files), "--output_dir", str(out_dir),
+            "--max_steps", "2", "--per_device_train_batch_size", "2", "--max_new_tokens", "6",
+            "--num_eval_generate", "2", "--eval_strategy", "steps", "--eval_steps", "1", "--save_strategy", "no",
+            "--logging_steps", "1"]
+
+
+def check_outputs(out_dir, method, n_test):
+    """Check the predictions CSV and run.json of a `quick_flags` run; returns (predictions frame, run.json)."""
+    import pandas as pd
+
+    frame = pd.read_csv(out_dir / "predictions_test.csv", keep_default_na=False)
+    assert list(frame.columns) == ["id", "Article", "Actual Summary", "Predicted Summary"]
+    assert len(frame) == n_test and frame["id"].is_unique
+    run_json = json.loads((out_dir / "run.json").read_text())
+    assert RUN_FIELDS <= set(run_json), RUN_FIELDS - set(run_json)
+    assert run_json["method"] == method and 0 < run_json["trainable"] < run_json["total"]
+    assert run_json["examples"]["test"]["used"] == n_test and run_json["train_steps"] == 2
+    assert set(run_json["test_rouge"]) == {"rouge1", "rouge2", "rougeL", "rougeLsum"}
+    assert not list(out_dir.glob(".*.tmp"))
+    return frame, run_json

@@ -18,8 +18,7 @@ import train_finetune
 import train_lora
 import train_soft_prompt
 from common import zero_shot
-from conftest import data_flags
-from helpers import cli
+from helpers import cli, data_flags
 
 SCRIPTS = {"lora": train_lora.main, "soft_prompt": train_soft_prompt.main, "finetune": train_finetune.main,
            "zero_shot": zero_shot.main, "evaluate_all": evaluate_all.main}

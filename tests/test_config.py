@@ -14,9 +14,8 @@ from common.config import (DATA_FILE_SUFFIXES, DataArguments, check_lengths_agai
 from common.data import SUFFIXES
 from common.presets import preset_methods
 from common.tokenization import make_prompt_parts
-from conftest import FIXTURES
+from helpers import FIXTURES, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 # configs/accelerate/ holds accelerate launch configs, checked in tests/test_multiprocess.py.
 PRESETS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if p.parent.name != "accelerate")
 

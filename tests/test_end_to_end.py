@@ -6,32 +6,9 @@ import json
 import pandas as pd
 import pytest
 
-from conftest import data_flags
+from helpers import check_outputs, quick_flags
 
-RUN_FIELDS = {"method", "base_model", "trainable", "total", "trainable_percent", "tied_lm_head", "examples",
-              "train_wall_time_s", "train_tokens_per_s", "train_tokens", "peak_memory", "test_rouge", "config",
-              "versions", "generation_tokens_per_s", "saved_size_bytes"}
 SCRIPTS = {"lora": "train_lora", "soft_prompt": "train_soft_prompt", "finetune": "train_finetune"}
-
-
-def quick_flags(model_dir, files, out_dir):
-    return ["--model_name_or_path", str(model_dir), *data_flags(files), "--output_dir", str(out_dir),
-            "--max_steps", "2", "--per_device_train_batch_size", "2", "--max_new_tokens", "6",
-            "--num_eval_generate", "2", "--eval_strategy", "steps", "--eval_steps", "1", "--save_strategy", "no",
-            "--logging_steps", "1"]
-
-
-def check_outputs(out_dir, method, n_test):
-    frame = pd.read_csv(out_dir / "predictions_test.csv", keep_default_na=False)
-    assert list(frame.columns) == ["id", "Article", "Actual Summary", "Predicted Summary"]
-    assert len(frame) == n_test and frame["id"].is_unique
-    run = json.loads((out_dir / "run.json").read_text())
-    assert RUN_FIELDS <= set(run), RUN_FIELDS - set(run)
-    assert run["method"] == method and 0 < run["trainable"] < run["total"]
-    assert run["examples"]["test"]["used"] == n_test and run["train_steps"] == 2
-    assert set(run["test_rouge"]) == {"rouge1", "rouge2", "rougeL", "rougeLsum"}
-    assert not list(out_dir.glob(".*.tmp"))
-    return frame, run
 
 
 @pytest.mark.parametrize("method", ["lora", "soft_prompt", "finetune"])

@@ -24,11 +24,11 @@ from huggingface_hub import HfApi, constants, get_hf_file_metadata, hf_hub_downl
 from huggingface_hub.errors import (HfHubHTTPError, RemoteEntryNotFoundError, RepositoryNotFoundError,
                                     RevisionNotFoundError)
 
+from helpers import ROOT
 from hub_server import HubServer, make_dataset_repo_files
 
 TOKEN = "hf_fake_token_for_the_local_hub"
 MODEL_REPO, DATASET_REPO, ADAPTER_REPO = "EleutherAI/gpt-neo-125M", "abisee/cnn_dailymail", "test-user/tiny-lora"
-ROOT = Path(__file__).resolve().parents[1]
 
 # Everything by name: the model and tokenizer (compared with the local folder), the LoRA adapter by repo id on the
 # Hub model (compared with the local adapter folder on the local model; skipped offline, as importing peft costs

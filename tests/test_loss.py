@@ -6,7 +6,7 @@ from torch.testing import assert_close
 
 from common.methods import num_virtual_tokens
 from common.trainer import label_position_loss
-from test_methods import a_batch, build
+from helpers import a_batch, build
 
 
 @pytest.mark.parametrize("method", ["lora", "soft_prompt", "finetune"])

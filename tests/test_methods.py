@@ -7,21 +7,13 @@ from safetensors.torch import load_file
 from torch.testing import assert_close
 from transformers import AutoModelForCausalLM
 
-from common.config import DataArguments, FinetuneArguments, GenerationArguments, LoraArguments, ModelArguments, \
-    SoftPromptArguments
+from common.config import DataArguments, FinetuneArguments, GenerationArguments
 from common.generation import generate_local
-from common.methods import build_method, count_parameters, load_trained, num_virtual_tokens, save_trained
-from common.tokenization import PaddingCollator, build_prompts, mask_prompt
-from common.trainer import label_position_loss
+from common.methods import count_parameters, load_trained, save_trained
+from common.tokenization import build_prompts
+from helpers import ARTICLES, a_batch, build, method_arguments, train_steps
 
-METHODS = {
-    "lora": LoraArguments(r=4, lora_alpha=8, lora_dropout=0.0),
-    "soft_prompt": SoftPromptArguments(num_virtual_tokens=5, prompt_init="text", prompt_init_text="Summarize it:"),
-    "finetune": FinetuneArguments(num_trainable_layers=1),
-}
-ARTICLES = ["The council approved the budget on Tuesday after a long debate.",
-            "Police said the driver was taken to hospital.",
-            "Scientists found that the river's water quality improved over the past ten years, officials said."]
+METHODS = method_arguments()
 
 
 def is_trained_name(method: str, name: str) -> bool:
@@ -30,29 +22,6 @@ def is_trained_name(method: str, name: str) -> bool:
     if method == "soft_prompt":
         return "prompt_encoder" in name
     return name.startswith("transformer.h.1.") or name.startswith("transformer.ln_f.")
-
-
-def build(method, tiny_model_dir, args=None):
-    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    return build_method(method, base, args or METHODS[method], ModelArguments(model_name_or_path=str(tiny_model_dir)))
-
-
-def a_batch(tokenizer):
-    examples = [mask_prompt(tokenizer(a)["input_ids"], tokenizer("Short.")["input_ids"], tokenizer.eos_token_id, 8)
-                for a in ARTICLES]
-    return PaddingCollator(pad_id=tokenizer.eos_token_id)(examples)
-
-
-def train_steps(model, batch, steps=3, lr=1e-2):
-    torch.manual_seed(0)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
-    model.train()
-    for _ in range(steps):
-        loss = label_position_loss(model, batch, num_virtual_tokens(model))
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    return model.eval()
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -18,7 +18,7 @@ from accelerate.commands.config.config_args import load_config_from_file
 from accelerate.commands.launch import _validate_launch_command, launch_command_parser
 from safetensors.torch import load_file
 
-from conftest import FIXTURES, ROOT, data_flags
+from helpers import FIXTURES, ROOT, data_flags
 
 CONFIGS = ROOT / "configs" / "accelerate"
 CPU_CONFIG = CONFIGS / "cpu_2proc.yaml"

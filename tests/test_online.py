@@ -16,12 +16,11 @@ import shlex
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from conftest import FIXTURES, ROOT, online_env
+from helpers import FIXTURES, ROOT, data_flags, online_env
 from hub_server import make_dataset_repo_files
 
 pytestmark = pytest.mark.slow
@@ -191,7 +190,6 @@ def test_unreachable_endpoint_fails_fast_and_names_the_local_flags(tmp_path):
 def test_token_from_yaml_never_reaches_a_checkpoint(tiny_model_dir, fixture_files, tmp_path):
     from common.config import parse_run_config
     from common.training import run_method
-    from conftest import data_flags
 
     config = tmp_path / "with_token.yaml"
     config.write_text(f"hub_token: {TOKEN}\nsave_strategy: steps\nsave_steps: 1\nmax_steps: 2\n")

@@ -14,7 +14,9 @@ from common.generation import generate_local, generate_local_tokens, prompt_afte
 from common.methods import build_method, num_virtual_tokens, transformer_blocks
 from common.tokenization import build_prompts, left_pad
 from common.trainer import enable_activation_checkpointing, label_position_loss
-from test_methods import ARTICLES, METHODS, a_batch, build, train_steps
+from helpers import ARTICLES, a_batch, build, check_outputs, method_arguments, quick_flags, train_steps
+
+METHODS = method_arguments()
 
 
 def loss_and_grads(model, batch):
@@ -53,7 +55,6 @@ def test_checkpointed_finetune_runs_frozen_blocks_without_autograd(tiny_model_di
 
 def test_checkpointed_finetune_script_trains(tiny_model_dir, fixture_files, tmp_path):
     import train_finetune
-    from test_end_to_end import check_outputs, quick_flags
 
     out_dir = tmp_path / "finetune"
     train_finetune.main([*quick_flags(tiny_model_dir, fixture_files, out_dir), "--gradient_checkpointing"])

@@ -25,8 +25,7 @@ from common import run_folder
 from common.config import parse_run_config
 from common.trainer import build_trainer, resolve_checkpoint
 from common.training import run_method
-from conftest import FIXTURES, ROOT, data_flags
-from helpers import cli
+from helpers import FIXTURES, ROOT, cli, data_flags
 
 RESULTS = ("adapter", "predictions_test.csv", "run.json")
 

@@ -13,7 +13,7 @@ from common.methods import build_method, trained_state_dict
 from common.models import load_base_model, load_tokenizer
 from common.trainer import build_trainer
 from common.training import run_method
-from conftest import data_flags
+from helpers import data_flags
 
 
 class StopAfter(TrainerCallback):
