@@ -11,6 +11,7 @@ from helpers import check_outputs, quick_flags
 SCRIPTS = {"lora": "train_lora", "soft_prompt": "train_soft_prompt", "finetune": "train_finetune"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["lora", "soft_prompt", "finetune"])
 def test_script_writes_adapter_csv_and_run_json(method, tiny_model_dir, fixture_files, tmp_path):
     script = importlib.import_module(SCRIPTS[method])

@@ -139,6 +139,7 @@ def offline_run(hub, online_run, hf_home, tiny_model_dir, adapter_dir):
     return run_loads(hub, hf_home, True, tiny_model_dir, adapter_dir)
 
 
+@pytest.mark.slow
 def test_model_tokenizer_and_adapter_by_name_match_the_local_folders(online_run):
     result, requests = online_run
     assert result["same_ids"] and result["same_logits"]
@@ -147,6 +148,7 @@ def test_model_tokenizer_and_adapter_by_name_match_the_local_folders(online_run)
     assert {"model.safetensors", "tokenizer.json", "adapter_model.safetensors", "adapter_config.json"} <= downloads
 
 
+@pytest.mark.slow
 def test_missing_optional_file_is_404_entry_not_found(hub, online, online_run, tmp_path):
     failed = {(r["method"], r["path"].rsplit("/", 1)[-1], r["status"], r["error"])
               for r in online_run[1] if r["status"] >= 400}
@@ -179,6 +181,7 @@ def test_resolve_metadata_and_range_requests(hub, online, tiny_model_dir):
     assert beyond.value.code == 416
 
 
+@pytest.mark.slow
 def test_load_dataset_by_name_online_then_offline_from_the_cache(online_run, offline_run, fixture_rows):
     assert online_run[0]["test_rows"] == fixture_rows["test"]
     result, requests = offline_run

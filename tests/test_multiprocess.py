@@ -94,7 +94,6 @@ def test_fsdp_config_launches_fsdp2_full_shard():
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_two_processes_generate_like_one(tiny_model_dir, tmp_path):
     """Zero-shot (no training): two processes give the very predictions of one, each row once."""
     from common import zero_shot

@@ -53,6 +53,7 @@ def test_checkpointed_finetune_runs_frozen_blocks_without_autograd(tiny_model_di
     assert needs_grad == [False, True]  # block 0 is frozen: no graph, no backward; block 1 trains
 
 
+@pytest.mark.slow
 def test_checkpointed_finetune_script_trains(tiny_model_dir, fixture_files, tmp_path):
     import train_finetune
 
@@ -112,6 +113,7 @@ def test_flop_count_of_last_block_finetune(tiny_model_dir, tiny_tokenizer):
     assert causal_pairs(5, None) == 15 and causal_pairs(5, 2) == 1 + 2 * 4
 
 
+@pytest.mark.slow
 def test_benchmark_smoke(tmp_path, fixture_files):
     from pathlib import Path
 

@@ -38,6 +38,7 @@ def ia3_registered():
     REGISTRY.pop("ia3")
 
 
+@pytest.mark.slow
 def test_a_registered_method_trains_and_predicts_end_to_end(ia3_registered, tiny_model_dir, fixture_files,
                                                             tmp_path):
     from common import hub

@@ -43,6 +43,7 @@ def results_of(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in files if p.is_file()}
 
 
+@pytest.mark.slow
 def test_resume_last_skips_incomplete_checkpoints(tiny_model_dir, fixture_files, tmp_path):
     quick_run(tiny_model_dir, fixture_files, tmp_path, "--max_steps", "3", "--save_strategy", "steps",
               "--save_steps", "1", "--save_total_limit", "5")
@@ -57,6 +58,7 @@ def test_resume_last_skips_incomplete_checkpoints(tiny_model_dir, fixture_files,
         resolve_checkpoint(cfg.training)
 
 
+@pytest.mark.slow
 def test_a_finished_run_is_kept_unless_overwrite_is_asked(tiny_model_dir, fixture_files, tmp_path, capsys):
     out = tmp_path / "run"
     quick_run(tiny_model_dir, fixture_files, out, "--max_steps", "1", "--save_strategy", "no")

@@ -39,6 +39,7 @@ def trainer_for(method, model_dir, files, out_dir, extra=()):
     return build_trainer(cfg, model, tokenizer, splits)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["lora", "soft_prompt", "finetune"])
 def test_killed_then_resumed_equals_uninterrupted(method, tiny_model_dir, fixture_files, tmp_path):
     full = trainer_for(method, tiny_model_dir, fixture_files, tmp_path / "full")
@@ -65,6 +66,7 @@ def run_quick(method, model_dir, files, out_dir, extra=()):
     return run_method(parse_run_config(method, argv))
 
 
+@pytest.mark.slow
 def test_merged_lora_export_equals_base_plus_adapter(tiny_model_dir, fixture_files, tmp_path, tiny_tokenizer):
     merged_dir = tmp_path / "merged"
     run_quick("lora", tiny_model_dir, fixture_files, tmp_path / "run", ["--merge_and_export", str(merged_dir)])
@@ -80,6 +82,7 @@ def test_merged_lora_export_equals_base_plus_adapter(tiny_model_dir, fixture_fil
     assert not torch.allclose(base, adapted(ids).logits)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["lora", "finetune"])
 def test_push_to_hub_uploads_the_prepared_folder(method, tiny_model_dir, fixture_files, tmp_path, monkeypatch,
                                                  hub_server):
@@ -112,6 +115,7 @@ def test_push_to_hub_uploads_the_prepared_folder(method, tiny_model_dir, fixture
         assert namespace["model"](ids).logits.shape == (1, 3, 512)
 
 
+@pytest.mark.slow
 def test_push_without_network_keeps_results_and_says_how(tiny_model_dir, fixture_files, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(Exception, match="hf upload someone/x"):
