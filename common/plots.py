@@ -17,7 +17,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 
 from .evaluation import RANK_KEY  # noqa: E402
-from .results import atomic_write  # noqa: E402
+from .files import atomic_write  # noqa: E402
 
 PLOTS = {"rouge_vs_trainable_params.png": ("trainable", "trainable parameters (log scale)"),
          "rouge_vs_train_time.png": ("train_wall_time_s", "training wall time, s (log scale)")}

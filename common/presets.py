@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .config import GENERATION_ONLY, RunConfig, parse_run_config
 from .methods import get_method, method_names
-from .results import RUN_FILE
+from .run_files import RUN_FILE
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

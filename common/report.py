@@ -15,8 +15,8 @@ import pandas as pd
 
 from .evaluation import ALPHA, RANK_KEY, Comparison, Scored, Skipped
 from .metrics import ROUGE_KEYS
-from .predictions import PEAK_MEMORY_FIELDS, RUN_FIELDS
-from .results import atomic_write_text, write_json
+from .run_files import PEAK_MEMORY_FIELDS, RUN_FIELDS
+from .files import atomic_write_text, write_json
 
 KEY_NAMES = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
 TABLE_KEYS = (RANK_KEY, *(k for k in ROUGE_KEYS if k != RANK_KEY))

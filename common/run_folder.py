@@ -27,7 +27,8 @@ import shutil
 from pathlib import Path
 
 from .cli import ConfigError
-from .results import PREDICTIONS_FILE, RUN_FILE, atomic_write_text
+from .files import atomic_write_text
+from .run_files import PREDICTIONS_FILE, RUN_FILE
 
 ADAPTER_DIR = "adapter"
 RESULT_NAMES = (ADAPTER_DIR, PREDICTIONS_FILE, RUN_FILE)  # run.json last: it marks a finished run

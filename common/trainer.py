@@ -31,6 +31,7 @@ from transformers import Trainer, TrainerState
 from .callbacks import GenerateAndScoreCallback
 from .cli import ConfigError
 from .config import RunConfig
+from .files import atomic_write_text
 from .generation import unwrap_peft
 from .methods import num_virtual_tokens
 from .tokenization import IGNORE_INDEX, PaddingCollator, build_prompts, tokenize_for_training
@@ -105,8 +106,10 @@ class SummarizationTrainer(Trainer):
 
     def costs_so_far(self) -> dict:
         """Training wall time, loss sum, steps, tokens and resumes up to now, all sessions together."""
-        session_loss = self._total_loss_scalar + (self._tr_loss.item() if getattr(self, "_tr_loss", None) is not None else 0.0)
-        return {"train_wall_time_s": self.previous_costs["train_wall_time_s"] + time.perf_counter() - self._session_start,
+        pending = getattr(self, "_tr_loss", None)  # the loss since the last log, not yet in _total_loss_scalar
+        session_loss = self._total_loss_scalar + (pending.item() if pending is not None else 0.0)
+        session_wall = time.perf_counter() - self._session_start
+        return {"train_wall_time_s": self.previous_costs["train_wall_time_s"] + session_wall,
                 "loss_sum": self.previous_costs["loss_sum"] + session_loss,
                 "steps": self.state.global_step, "tokens": self.state.num_input_tokens_seen,
                 "resumes": self.previous_costs["resumes"]}
@@ -133,8 +136,6 @@ class SummarizationTrainer(Trainer):
 
 
 def write_costs(folder: Path, costs: dict) -> None:
-    from .results import atomic_write_text
-
     atomic_write_text(Path(folder) / COSTS_FILE, json.dumps(costs, indent=2) + "\n")
 
 
@@ -255,7 +256,8 @@ def train_model(trainer: SummarizationTrainer, checkpoint: str | None) -> dict:
     else:
         result = trainer.train(resume_from_checkpoint=checkpoint)
         steps_now = trainer.state.global_step - (state.global_step if state else 0)
-        costs = {**trainer.costs_so_far(), "loss_sum": trainer.previous_costs["loss_sum"] + result.training_loss * steps_now}
+        session_loss = result.training_loss * steps_now  # the Trainer's mean covers this session's steps only
+        costs = {**trainer.costs_so_far(), "loss_sum": trainer.previous_costs["loss_sum"] + session_loss}
     steps, tokens, wall = trainer.state.global_step, trainer.state.num_input_tokens_seen, costs["train_wall_time_s"]
     return {"train_wall_time_s": round(wall, 3), "train_steps": steps,
             "train_loss": costs["loss_sum"] / steps if steps else None, "train_tokens": tokens,

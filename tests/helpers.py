@@ -64,14 +64,15 @@ ARTICLES = ["The council approved the budget on Tuesday after a long debate.",
 
 
 def method_arguments() -> dict:
-    """{method: its small arguments for the tiny model}; the keys are the methods the tests parametrize over."""
-    from common.config import FinetuneArguments, LoraArguments, SoftPromptArguments
+    """{method: its arguments for the tiny model} for every registered method (the tests parametrize over
+    these keys): small settings for the built-in methods, the dataclass defaults for any other."""
+    from common.methods import FinetuneArguments, LoraArguments, SoftPromptArguments, get_method, method_names
 
-    return {
-        "lora": LoraArguments(r=4, lora_alpha=8, lora_dropout=0.0),
-        "soft_prompt": SoftPromptArguments(num_virtual_tokens=5, prompt_init="text", prompt_init_text="Summarize it:"),
-        "finetune": FinetuneArguments(num_trainable_layers=1),
-    }
+    small = {"lora": LoraArguments(r=4, lora_alpha=8, lora_dropout=0.0),
+             "soft_prompt": SoftPromptArguments(num_virtual_tokens=5, prompt_init="text",
+                                                prompt_init_text="Summarize it:"),
+             "finetune": FinetuneArguments(num_trainable_layers=1)}
+    return {name: small[name] if name in small else get_method(name).arguments() for name in method_names()}
 
 
 def build(method, tiny_model_dir, args=None):

@@ -12,7 +12,8 @@ from transformers import GPTNeoConfig, GPTNeoForCausalLM
 
 from benchmarks.flops import FlopCounter, causal_pairs, matmul_peak
 from benchmarks.naive import naive_batch, naive_length
-from common.config import DataArguments, FinetuneArguments, LoraArguments, ModelArguments, SoftPromptArguments
+from common.config import DataArguments, ModelArguments
+from common.methods import FinetuneArguments, LoraArguments, SoftPromptArguments
 
 IGNORE = -100
 

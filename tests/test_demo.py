@@ -1,9 +1,11 @@
-"""The demo reuses a finished run only when its run.json holds the same resolved config."""
+"""Presets: a finished run is reused only when its run.json holds the same resolved config; every method
+in the registry (and the zero-shot baseline) has a demo preset for the offline model."""
 
 
 from common.config import parse_run_config
-from common.demo import CONFIG_DIR, METHODS, is_finished, preset_config
-from common.results import write_json
+from common.demo import CONFIG_DIR
+from common.presets import is_finished, preset_config, preset_methods
+from common.files import write_json
 
 
 def test_is_finished_requires_the_same_config(tmp_path):
@@ -18,7 +20,7 @@ def test_is_finished_requires_the_same_config(tmp_path):
 
 
 def test_every_demo_method_has_a_preset_for_the_offline_model(tmp_path):
-    for method in METHODS:
+    for method in preset_methods():
         cfg = preset_config(CONFIG_DIR, method, tmp_path)
         assert cfg.model.model_name_or_path == str(tmp_path)
         assert cfg.data.use_chat_template and cfg.data.test_file == "data/sample/test.jsonl"

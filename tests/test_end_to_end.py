@@ -6,19 +6,18 @@ import json
 import pandas as pd
 import pytest
 
+from common.methods import get_method, method_names
 from helpers import check_outputs, quick_flags
-
-SCRIPTS = {"lora": "train_lora", "soft_prompt": "train_soft_prompt", "finetune": "train_finetune"}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["lora", "soft_prompt", "finetune"])
+@pytest.mark.parametrize("method", method_names())
 def test_script_writes_adapter_csv_and_run_json(method, tiny_model_dir, fixture_files, tmp_path):
-    script = importlib.import_module(SCRIPTS[method])
+    script = importlib.import_module(get_method(method).script.removesuffix(".py"))
     out_dir = tmp_path / method
     script.main(quick_flags(tiny_model_dir, fixture_files, out_dir))
     _, run = check_outputs(out_dir, method, n_test=4)
-    weights = "trained_params.safetensors" if method == "finetune" else "adapter_model.safetensors"
+    weights = "adapter_model.safetensors" if get_method(method).peft_adapter else "trained_params.safetensors"
     assert (out_dir / "adapter" / weights).is_file()
     assert run["saved_size_bytes"] > 0 and run["train_tokens"] > 0
     assert any("eval_rougeLsum" in entry for entry in json.loads((out_dir / "run.json").read_text())["log_history"])

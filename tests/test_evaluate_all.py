@@ -13,7 +13,7 @@ import evaluate_all
 from common.cli import ConfigError, run
 from common.evaluation import System, add_lead3, align_systems, compare, lead3, load_system, load_systems
 from common.metrics import ROUGE_KEYS, calculate_rouge_from_csv, rouge_per_example
-from common.predictions import InputError, discover_run_dirs, read_predictions_csv, run_name
+from common.run_files import InputError, discover_run_dirs, read_predictions_csv, run_name
 from common.stats import bootstrap_ci, paired_permutation_test
 
 FAST = ["--bootstrap_samples", "200", "--allow_few_bootstrap_samples", "--seed", "3"]

@@ -7,7 +7,8 @@ from safetensors.torch import load_file
 from torch.testing import assert_close
 from transformers import AutoModelForCausalLM
 
-from common.config import DataArguments, FinetuneArguments, GenerationArguments
+from common.config import DataArguments, GenerationArguments
+from common.methods import FinetuneArguments
 from common.generation import generate_local
 from common.methods import count_parameters, load_trained, save_trained
 from common.tokenization import build_prompts

@@ -189,7 +189,7 @@ def test_unreachable_endpoint_fails_fast_and_names_the_local_flags(tmp_path):
 
 def test_token_from_yaml_never_reaches_a_checkpoint(tiny_model_dir, fixture_files, tmp_path):
     from common.config import parse_run_config
-    from common.training import run_method
+    from common.pipeline import run_method
 
     config = tmp_path / "with_token.yaml"
     config.write_text(f"hub_token: {TOKEN}\nsave_strategy: steps\nsave_steps: 1\nmax_steps: 2\n")

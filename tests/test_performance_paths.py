@@ -1,7 +1,6 @@
 """The fast paths give the plain results: checkpointing, token-level generation and the benchmark's FLOP count."""
 
 import copy
-import json
 
 import pytest
 import torch
@@ -92,44 +91,3 @@ def test_soft_prompt_padding_stays_in_front_of_the_prompt(tiny_model_dir, tiny_t
     gen = GenerationArguments(max_new_tokens=12, generation_batch_size=3)
     batched_tokens = generate_local_tokens(model, tiny_tokenizer, prompts, gen)
     assert batched_tokens == [generate_local_tokens(model, tiny_tokenizer, [p], gen)[0] for p in prompts]
-
-
-def test_flop_count_of_last_block_finetune(tiny_model_dir, tiny_tokenizer):
-    from benchmarks.benchmark import FlopCounter, causal_pairs
-
-    model = build("finetune", tiny_model_dir)  # 2 blocks, hidden 64, MLP 256, vocab 512, block 1 trains
-    batch = a_batch(tiny_tokenizer)
-    counter = FlopCounter(model, batch)
-    square = 64 * 64
-    frozen_block = 12 * square  # q, k, v, out (4 x 64x64) and the MLP (2 x 64x256), forward only
-    trained_block = 12 * square * 3  # + input and weight grads (its ln_1 trains, so q/k/v need input grads too)
-    assert counter.body == 2 * (frozen_block + trained_block)
-    assert counter.head == 2 * 64 * 512 * 2  # forward + input grad; the tied embedding is frozen
-    assert counter.block_grads == [False, True]
-    lengths = batch["attention_mask"].sum(1).tolist()
-    labels = int((batch["labels"][:, 1:] != -100).sum())
-    attention = sum(4 * 64 * (causal_pairs(n, None) + 3 * causal_pairs(n, 256)) for n in lengths)
-    assert counter.step(batch) == counter.body * sum(lengths) + counter.head * labels + attention
-    assert causal_pairs(5, None) == 15 and causal_pairs(5, 2) == 1 + 2 * 4
-
-
-@pytest.mark.slow
-def test_benchmark_smoke(tmp_path, fixture_files):
-    from pathlib import Path
-
-    from benchmarks.benchmark import main, make_parser
-
-    out = tmp_path / "bench.json"
-    args = make_parser().parse_args(["--model", "tiny", "--steps", "1", "--warmup", "0", "--train_pool", "4",
-                                     "--batch_size", "2", "--max_source_length", "48", "--max_target_length", "16",
-                                     "--gen_examples", "2", "--gen_batch_size", "2", "--max_new_tokens", "4",
-                                     "--data_dir", str(Path(fixture_files["train"]).parent), "--out", str(out)])
-    main(args)
-    results = json.loads(out.read_text())
-    assert set(results["methods"]) == set(METHODS)
-    for result in results["methods"].values():
-        assert result["same_generations"] == "2/2"
-        assert result["ours"]["gen_tokens"] == result["naive"]["gen_tokens"] > 0
-        assert result["ours"]["flop_per_step"] == result["naive"]["flop_per_step"] > 0
-        assert all(value > 0 for value in result["ratio"].values())
-    assert results["projections"]["lora"]["epochs"] == 6

@@ -24,7 +24,7 @@ import train_lora
 from common import run_folder
 from common.config import parse_run_config
 from common.trainer import build_trainer, resolve_checkpoint
-from common.training import run_method
+from common.pipeline import run_method
 from helpers import FIXTURES, ROOT, cli, data_flags
 
 RESULTS = ("adapter", "predictions_test.csv", "run.json")

@@ -9,10 +9,10 @@ from transformers import AutoModelForCausalLM, TrainerCallback, set_seed
 from common import hub
 from common.config import parse_run_config
 from common.data import load_splits
-from common.methods import build_method, trained_state_dict
+from common.methods import build_method, method_names, trained_state_dict
 from common.models import load_base_model, load_tokenizer
 from common.trainer import build_trainer
-from common.training import run_method
+from common.pipeline import run_method
 from helpers import data_flags
 
 
@@ -40,7 +40,7 @@ def trainer_for(method, model_dir, files, out_dir, extra=()):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["lora", "soft_prompt", "finetune"])
+@pytest.mark.parametrize("method", method_names())
 def test_killed_then_resumed_equals_uninterrupted(method, tiny_model_dir, fixture_files, tmp_path):
     full = trainer_for(method, tiny_model_dir, fixture_files, tmp_path / "full")
     full.train()

@@ -1,27 +1,37 @@
-"""Reading prediction CSVs and run folders, with errors that name the file and what is wrong.
+"""The files of a run, written and read in one place: predictions_test.csv and run.json.
 
-Two CSV layouts are accepted: the one the training scripts write (`id`, `Article`, `Actual Summary`,
-`Predicted Summary`) and the classic one with only `Predicted Summary` and `Actual Summary`
-(optionally `Article`), which has no ids and is aligned with other systems by row order.
+Writing: `write_predictions_csv` (the `id` column plus the classic `Article`, `Actual Summary`,
+`Predicted Summary`), and what run.json records about the machine (`package_versions`, `peak_memory`);
+both files go through `files.atomic_write`. Reading: the predictions CSV in either layout (ours, or the
+classic one with only `Predicted Summary` and `Actual Summary`, aligned by row order), run.json with every
+field the report reads checked, and the run folders under a folder at any depth. Errors name the file.
 
 Example:
-    >>> frame = read_predictions_csv("runs/lora/predictions_test.csv")
-    >>> frame.columns.tolist()
+    >>> write_predictions_csv("runs/lora/predictions_test.csv", ["id-1"], ["An article"], ["Ref."], ["Pred."])
+    >>> read_predictions_csv("runs/lora/predictions_test.csv").columns.tolist()
     ['id', 'Article', 'Actual Summary', 'Predicted Summary']
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import math
+import platform
+import resource
+import sys
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from .cli import UserError
+from .files import atomic_write_text
 
-from .results import PREDICTIONS_FILE, RUN_FILE  # noqa: F401 - re-exported for evaluation
-
+PREDICTION_COLUMNS = ("id", "Article", "Actual Summary", "Predicted Summary")
+PREDICTIONS_FILE = "predictions_test.csv"
+RUN_FILE = "run.json"
+PACKAGES = ("torch", "transformers", "peft", "accelerate", "datasets", "rouge-score", "safetensors", "tokenizers")
 REQUIRED_COLUMNS = ("Predicted Summary", "Actual Summary")
 NUMBER = "a number >= 0"
 PEAK_MEMORY_FIELDS = ("peak_rss_mib", "peak_cuda_allocated_mib")  # inside run.json's "peak_memory" object
@@ -50,6 +60,33 @@ RUN_FIELDS = {  # the run.json fields the report reads, in its column order: (ch
 
 class InputError(UserError, ValueError):
     """A prediction file or run folder that cannot be evaluated; the message names the file."""
+
+
+def write_predictions_csv(path: str | Path, ids: list[str], articles: list[str], references: list[str],
+                          predictions: list[str]) -> None:
+    """The predictions CSV: `id` plus the classic `Article`, `Actual Summary`, `Predicted Summary` columns."""
+    if not len(ids) == len(articles) == len(references) == len(predictions):
+        raise ValueError("ids, articles, references and predictions must have the same length")
+    frame = pd.DataFrame(dict(zip(PREDICTION_COLUMNS, (ids, articles, references, predictions))))
+    atomic_write_text(path, frame.to_csv(index=False))
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def peak_memory() -> dict[str, Any]:
+    """Peak accelerator memory allocated by torch (CUDA) and the process's peak resident memory, in MiB."""
+    result: dict[str, Any] = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if torch.cuda.is_available():
+        result["peak_cuda_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return result
 
 
 def read_predictions_csv(path: str | Path) -> pd.DataFrame:
