@@ -1,5 +1,6 @@
-"""The benchmark's parts: the FLOP model on hand-computed cases, the naive baseline's padding, and the harness
-end to end on the tiny model."""
+"""The benchmark's parts: the FLOP model on hand-computed cases, the naive baseline's padding, the stock
+baseline's loss and generations against ours, the data and length scaling scripts, and the harness end to end
+on the tiny model."""
 
 from __future__ import annotations
 
@@ -193,17 +194,143 @@ def test_benchmark_harness_on_the_tiny_model(tmp_path, fixture_files, capsys):
     results = json.loads(out.read_text())
     assert list(results["methods"]) == list(METHODS)
     for method, result in results["methods"].items():
-        for path in ("ours", "naive"):
+        for path in ("ours", "stock", "naive"):
             assert all(result[path][key] > 0 for key in ("train_tokens_per_s", "s_per_step", "flop_per_step",
                                                           "executed_flop_per_step", "gen_tokens_per_s",
                                                           "matmul_fraction"))
             assert result[path]["gen_prompts"] == 2
-        assert result["same_generations"] == "2/2"
+        assert result["same_generations"] == result["same_generations_stock"] == "2/2"
+        assert result["stock"]["gen_prompts"] == 2 and result["probe_loss"]["max_abs_difference"] < 1e-5
+        assert result["stock"]["generation_path"] == ("stock (ours for soft prompt)" if method == "soft_prompt"
+                                                      else "stock")
+        assert result["ratio_stock"]["executed_flops_stock_over_ours"] > 1  # the full-vocabulary head
         assert result["ours"]["flop_per_step"] == result["naive"]["flop_per_step"]  # the same work counted
         assert result["ratio"]["executed_flops_naive_over_ours"] > 1  # the naive step pads and runs the full head
-        assert set(results["projections"][method]) == {"epochs", "ours_train_hours", "naive_train_hours",
-                                                       "ours_generate_test_hours", "naive_generate_test_hours"}
+        assert set(results["projections"][method]) == {"epochs"} | {
+            f"{path}_{what}_hours" for path in ("ours", "stock", "naive") for what in ("train", "generate_test")}
     assert results["projections"]["lora"]["epochs"] == 6
     table = capsys.readouterr().out
     assert "| method | path | train tok/s |" in table and f"Written to {out}" in table
-    assert all(f"| {method} | ours/naive |" in table for method in METHODS)
+    assert all(f"| {method} | ours/{other} |" in table for method in METHODS for other in ("stock", "naive"))
+    assert "(ours for soft prompt)" in table
+
+
+# The stock baseline (benchmarks/stock.py) against ours, on the tiny model and the fixture rows.
+
+def bench_parts(method, tiny_model_dir, fixture_files, tmp_path, batch_size=3):
+    """Ours as the benchmark builds it (RunConfig, method, SummarizationTrainer), its first batch, and the
+    stock Trainer on the same model."""
+    from benchmarks.benchmark import draw_batches, make_parser, run_config
+    from benchmarks.stock import stock_trainer
+    from common.data import load_splits
+    from common.methods import build_method
+    from common.models import load_base_model, load_tokenizer
+    from common.trainer import build_trainer
+
+    settings = make_parser().parse_args([
+        "--batch_size", str(batch_size), "--train_pool", "6", "--gen_examples", "5", "--gen_batch_size", "2",
+        "--max_new_tokens", "6", "--max_source_length", "40", "--max_target_length", "8", "--device", "cpu"])
+    cfg = run_config(settings, method, Path(fixture_files["train"]).parent, str(tiny_model_dir), str(tiny_model_dir),
+                     tmp_path)
+    tokenizer, (splits, _) = load_tokenizer(cfg.model), load_splits(cfg.data)
+    model = build_method(method, load_base_model(cfg.model), cfg.method, cfg.model)
+    trainer = build_trainer(cfg, model, tokenizer, splits)
+    stock = stock_trainer(trainer.args, model, tokenizer)
+    return cfg, tokenizer, splits, model, trainer, draw_batches(trainer, 2), stock
+
+
+@pytest.mark.parametrize("method", ["lora", "soft_prompt", "finetune"])
+def test_stock_loss_equals_ours_on_a_probe_batch(method, tiny_model_dir, fixture_files, tmp_path):
+    from benchmarks.stock import probe_losses
+
+    _, _, _, model, trainer, batches, stock = bench_parts(method, tiny_model_dir, fixture_files, tmp_path)
+    probe = probe_losses(trainer, stock, model, batches[0])
+    assert probe["ours"] > 0
+    assert probe["stock"] == pytest.approx(probe["ours"], abs=1e-5)
+    assert probe["max_abs_difference"] == abs(probe["ours"] - probe["stock"]) < 1e-5
+
+
+def test_stock_batches_hold_the_same_examples_per_group(tiny_model_dir, fixture_files, tmp_path):
+    from benchmarks.stock import stock_batches, unpadded_rows
+
+    _, tokenizer, _, _, _, batches, stock = bench_parts("lora", tiny_model_dir, fixture_files, tmp_path, 2)
+    drawn = stock_batches(stock, batches, warmup=1)
+    assert len(drawn) == 2 and set(drawn[0]) == {"input_ids", "attention_mask", "labels"}
+    for ours, theirs in zip(batches, drawn):  # one batch per group: the same rows, maybe in another order
+        key = lambda row: row["input_ids"]  # noqa: E731
+        assert sorted(unpadded_rows(ours), key=key) == sorted(unpadded_rows(theirs), key=key)
+    # DataCollatorForSeq2Seq pads labels on their own: each summary still ends with EOS as a label (pad == eos).
+    for row in unpadded_rows(drawn[0]):
+        assert row["labels"][-1] == row["input_ids"][-1] == tokenizer.eos_token_id
+    padded = drawn[0]["attention_mask"] == 0
+    assert (drawn[0]["labels"][padded] == IGNORE).all()
+    assert (drawn[0]["input_ids"][padded] == tokenizer.pad_token_id).all()
+
+
+@pytest.mark.parametrize("method", ["lora", "soft_prompt", "finetune"])
+def test_stock_generation_equals_ours(method, tiny_model_dir, fixture_files, tmp_path):
+    from benchmarks.stock import generation_path, stock_generate
+    from common.generation import generate_local_tokens
+    from common.tokenization import build_prompts
+
+    cfg, tokenizer, splits, model, _, _, _ = bench_parts(method, tiny_model_dir, fixture_files, tmp_path)
+    articles = [article[: 30 + 45 * (i % 3)] for i, article in enumerate(list(splits["test"]["article"]) * 2)]
+    prompts = build_prompts(tokenizer, articles, cfg.data)[:5]
+    assert len(set(map(len, prompts))) == 3  # padded batches, in another order than ours' length-sorted ones
+    stock = stock_generate(model, tokenizer, prompts, cfg.generation)
+    assert stock == generate_local_tokens(model, tokenizer, prompts, cfg.generation)
+    assert len(stock) == 5 and all(stock)
+    assert generation_path(model) == ("stock (ours for soft prompt)" if method == "soft_prompt" else "stock")
+
+
+# benchmarks/data_scaling.py and benchmarks/length_scaling.py
+
+def test_synthesized_rows_have_unique_ids_and_real_shapes(tmp_path):
+    import pyarrow.parquet as pq
+
+    from benchmarks.data_scaling import COLUMNS, read_rows, synthesize
+
+    real = read_rows(Path(__file__).parents[1] / "data" / "sample" / "train.jsonl")
+    path = synthesize(real, 25, tmp_path / "rows.parquet", seed=3)
+    table = pq.read_table(path)
+    assert table.num_rows == 25 and table.column_names == list(COLUMNS) == ["id", "article", "highlights"]
+    ids = table["id"].to_pylist()
+    assert len(set(ids)) == 25 and all(len(i) == 40 for i in ids)
+    article_lengths = {len(row["article"].split()) for row in real}
+    line_counts = {len(row["highlights"].split("\n")) for row in real}
+    assert all(len(a.split()) in article_lengths for a in table["article"].to_pylist())
+    assert all(len(h.split("\n")) in line_counts for h in table["highlights"].to_pylist())
+    vocabulary = {w for row in real for w in (row["article"] + " " + row["highlights"]).split()}
+    assert set(" ".join(table["article"].to_pylist()).split()) <= vocabulary
+    assert pq.read_table(synthesize(real, 25, tmp_path / "again.parquet", seed=3)).equals(table)  # seeded
+
+
+@pytest.mark.slow
+def test_data_scaling_end_to_end(tmp_path, capsys):
+    from benchmarks.data_scaling import main, make_parser
+
+    out = tmp_path / "scaling.json"
+    results = main(make_parser().parse_args(["--rows", "100", "200", "--tokenizer", "tiny", "--max_source_length", "64",
+                                             "--work_dir", str(tmp_path), "--out", str(out)]))
+    assert json.loads(out.read_text())["measurements"] == json.loads(json.dumps(results["measurements"]))
+    first, second = results["measurements"]
+    assert (first["rows"], second["rows"], second["tokenized_rows"]) == (100, 200, 200)
+    assert second["growth"]["rows"] == 2 and second["tokens"] > first["tokens"]
+    assert all(m["peak_mib"] >= m["peak_after_load_mib"] > 0 and m["total_s"] > 0 for m in (first, second))
+    assert "| 200 |" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_length_scaling_on_the_tiny_model(tmp_path, fixture_files, capsys):
+    from benchmarks.length_scaling import main, make_parser
+
+    results = main(make_parser().parse_args([
+        "--model", "tiny", "--article_tokens", "8", "24", "--methods", "lora", "soft_prompt", "--steps", "1",
+        "--batch_size", "2", "--gen_examples", "2", "--max_new_tokens", "3", "--max_target_length", "6",
+        "--data_dir", str(Path(fixture_files["train"]).parent), "--out", str(tmp_path / "lengths.json")]))
+    for rows in results["methods"].values():
+        assert [r["article_tokens"] for r in rows] == [8, 24]
+        assert rows[1]["mean_prompt_tokens"] - rows[0]["mean_prompt_tokens"] == 16  # every article cut at the length
+        assert all(r["train_s_per_example"] > 0 and r["gen_prompts"] == 2 for r in rows)
+        assert rows[1]["growth"]["article_tokens"] == 3
+    assert "| lora | 24 |" in capsys.readouterr().out
