@@ -1,10 +1,13 @@
 """Training and generation throughput of each method: ours against stock Hugging Face code and a naive first
 implementation, in one run.
 
-    HF_HUB_OFFLINE=1 python benchmarks/benchmark.py --model tiny           # smoke test, ~15 s
-    HF_HUB_OFFLINE=1 python benchmarks/benchmark.py --model gpt-neo-125m   # GPT-Neo-125M shape, random weights, ~7 min
-    HF_HUB_OFFLINE=1 python benchmarks/benchmark.py --model offline        # converted SmolLM2-135M-Instruct, ~9 min
+    HF_HUB_OFFLINE=1 python benchmarks/benchmark.py --model tiny           # smoke test, ~20 s
+    HF_HUB_OFFLINE=1 python benchmarks/benchmark.py --model gpt-neo-125m   # GPT-Neo-125M shape, random weights
+    HF_HUB_OFFLINE=1 python benchmarks/benchmark.py --model offline        # converted SmolLM2-135M-Instruct
     python benchmarks/benchmark.py --model gpt-neo-125m --device cuda --dtype bf16
+
+(On 2 CPU cores the two larger runs took ~7 and ~9 min with ours and naive alone; stock adds a third path,
+about as long per step as naive's and about as fast in generation as ours.)
 
 For each method (lora, soft_prompt, finetune), on the same model, examples and prompts and in the same
 process, with the three paths interleaved step by step (the order rotating) so that a busy machine slows all
@@ -14,7 +17,7 @@ alike:
          Trainer's length-grouped dataloader and PaddingCollator (dynamic padding); trainer.training_step
          (SummarizationTrainer.compute_loss -> label_position_loss, LM head only at labelled positions);
          the Trainer's AdamW. Generation: common.generation.generate_local_tokens (what generate_local
-         decodes): length-sorted, left-padded batches, KV cache, a row stops at EOS.
+         decodes): length-sorted, left-padded batches, in-place KV cache, a row stops at EOS.
 - stock: `benchmarks/stock.py`: what transformers' summarization example and PEFT's examples write: the
          standard transformers.Trainer with random sampling and DataCollatorForSeq2Seq (dynamic padding of
          each batch), the model's own full-vocabulary loss (`model(**batch).loss`), the Trainer's AdamW and
@@ -33,11 +36,12 @@ Ratios: `ratio` is ours/naive and `ratio_stock` ours/stock.
 
 This file is the harness: it parses the settings, builds each method's RunConfig, rotates the three paths'
 steps, measures time and memory, prints the table and writes the JSON. The FLOPs counted (those the method
-must do, the same count for both paths), the FLOPs each path executes and the matmul peak (the best of
+must do, the same count for every path), the FLOPs each path executes and the matmul peak (the best of
 torch.mm at 2048^3 and at batch tokens x d x 4d, measured in this run) are defined in `benchmarks/flops.py`.
 Run it on a quiet machine and compare the load averages it prints: with other jobs on the same cores,
 OpenMP threads wait on descheduled peers and small operations slow down many times over (--threads 1
-then gives clean one-core figures).
+then gives clean one-core figures). Costs as the work grows: `benchmarks/data_scaling.py` (data preparation
+against training rows) and `benchmarks/length_scaling.py` (ours per example against article length).
 
 gpt-neo-125m turns articles into ids with the SmolLM2 tokenizer of the offline model folder (49,152 ids,
 all inside GPT-Neo's 50,257, so no mapping is needed; byte-level BPE of similar granularity to GPT-2's).
