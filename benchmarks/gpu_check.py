@@ -9,8 +9,9 @@ data is the bundled sample (`data/sample/`). For each of bf16 and fp16 and each 
 training script as a user would (`python train_<method>.py`, its own process) for `--steps` optimizer
 steps at the seed's lengths (512 article + 128 summary tokens), with ROUGE generation at the end of
 training and test generation, and reads back run.json: loss finite, train and generation tokens/s, peak
-CUDA memory. Then `benchmarks/benchmark.py --model gpt-neo-125m --device cuda --dtype bf16` (ours vs the
-naive loop, MFU-style fraction of the measured matmul peak, projected hours for the seed's runs).
+CUDA memory. Then `benchmarks/benchmark.py --model gpt-neo-125m --device cuda --dtype bf16` (ours vs stock
+Hugging Face code and the naive loop, MFU-style fraction of the measured matmul peak, projected hours for the
+seed's runs).
 Budget: under 8 minutes on one H100 (most of it is process start-up and the benchmark).
 """
 
