@@ -53,6 +53,7 @@ def launch_two_cpu_processes(script_args: list[str]) -> str:
 def check_written_once(out_dir, stdout: str, test_ids: list[str]) -> pd.DataFrame:
     """Two ranks generated, each test row is in the CSV once, and the main process alone wrote the files."""
     assert TWO_RANKS_LINE in stdout and f"{N_TEST}/{N_TEST} prompts" not in stdout, stdout[-2000:]
+    print("\n".join(line for line in stdout.splitlines() if "prompts on this process" in line or "Results" in line))
     assert stdout.count("Results written to") == 1
     frame = pd.read_csv(out_dir / "predictions_test.csv", keep_default_na=False)
     assert frame["id"].tolist() == test_ids

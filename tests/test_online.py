@@ -113,6 +113,7 @@ def test_readme_gpu_section_pulls_by_name_and_evaluate_all_runs_bare(gpu_section
     first_paths = [r["path"] for r in gpu_section["outputs"][lines[0]][1]]  # later runs may use the cache
     assert any(p.startswith(f"/{MODEL_ID}/resolve/main/") for p in first_paths)
     assert any(p.startswith(f"/datasets/{DATASET_ID}/resolve/") for p in first_paths)
+    print("$ python evaluate_all.py\n" + gpu_section["outputs"][lines[-1]][0].stdout)  # shown with pytest -rP
     comparison = json.loads((gpu_section["work"] / "runs" / "comparison" / "comparison.json").read_text())
     names = {system["system"] for system in comparison["systems"]}
     assert {"gpt-neo-125m/lora", "gpt-neo-125m/soft_prompt", "gpt-neo-125m/finetune",
@@ -160,6 +161,9 @@ def test_no_token_written_anywhere_and_each_route_delivered_it(gpu_section, hub_
     hits = [str(p) for p in gpu_section["work"].rglob("*")
             if p.is_file() and p != token_file and TOKEN.encode() in p.read_bytes()]
     checkpoints = list((gpu_section["work"] / "runs").rglob("training_args.bin"))
+    files = [p for p in gpu_section["work"].rglob("*") if p.is_file()]
+    print(f"token grep: {len(files)} files under the runs and the cache ({len(checkpoints)} training_args.bin), "
+          f"{len(hits)} hold the token")
     assert checkpoints and hits == []
     for method, route in gpu_section["routes"].items():
         commits = [r for r in hub_server.requests if r["path"] == f"/api/models/{OWNER}/{method}/commit/main"]
