@@ -28,8 +28,12 @@ def predict(cfg: RunConfig) -> dict:
     run_ = start(cfg)
     tokenizer, splits, counts = load_data(cfg)
     model, carried = load_model(cfg)
-    log_parameters(f"{carried.get('method', 'weights')} from {carried['trained_path']}" if carried else GENERATION_ONLY,
-                   count_parameters(model))
+    if carried:  # frozen here: the counts that matter are the training run's, carried into run.json
+        counts = f" (trained {carried['trainable']:,} of {carried['total']:,} parameters)" if "total" in carried else ""
+        print(f"Generating with {carried.get('method', 'trained weights')} from {carried['trained_path']}{counts}",
+              flush=True)
+    else:
+        log_parameters(GENERATION_ONLY, count_parameters(model))
     return predict_and_commit(cfg, run_, model, tokenizer, splits, counts, costs={}, carried=carried)
 
 
