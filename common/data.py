@@ -40,7 +40,7 @@ import pandas as pd
 from datasets import Dataset, DatasetDict
 
 from .cli import DataError
-from .config import DataArguments
+from .config import DATA_FILE_SUFFIXES, DataArguments
 from .hub import LOCAL_PATH_HINT, HubUnreachableError, hub_reachable, require_hub
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")
 FILE_FLAGS = {"train": "train_file", "validation": "validation_file", "test": "test_file"}
 LIMIT_FLAGS = {"train": "max_train_samples", "validation": "max_eval_samples", "test": "max_test_samples"}
-SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+SUFFIXES = DATA_FILE_SUFFIXES  # one list: checked when flags are parsed and again when a file is read
 SHOWN = 3  # bad rows or ids named in one error message
 
 

@@ -91,6 +91,22 @@ def require_hub(what: str, timeout_s: float = REACH_TIMEOUT_S) -> None:
                                   f"{timeout_s:.0f} s (HF_ENDPOINT sets a mirror, HTTPS_PROXY a proxy). {LOCAL_PATH_HINT}")
 
 
+def cache_then_hub(fetch, what: str):
+    """`fetch(local_files_only=True)` (the local cache), else `fetch(local_files_only=False)` once the Hub is
+    known to answer; `what` names the thing in the error when it cannot (see `require_hub`).
+
+    Example:
+        >>> cache_then_hub(lambda local_files_only: snapshot_download("me/run", local_files_only=local_files_only),
+        ...                "Trained weights 'me/run'")
+    """
+    try:
+        return fetch(local_files_only=True)
+    except (OSError, ValueError):
+        pass
+    require_hub(f"{what} (not in the local cache)")
+    return fetch(local_files_only=False)
+
+
 def is_hub_id(name: str) -> bool:
     """True for a Hub repo id ('owner/name' or 'name'), False for a local path.
 

@@ -19,7 +19,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from .cli import ConfigError
-from .hub import LOCAL_PATH_HINT, HubUnreachableError, is_hub_id, require_hub
+from .hub import LOCAL_PATH_HINT, HubUnreachableError, cache_then_hub, is_hub_id
 from .methods import load_trained
 from .run_files import RUN_FILE
 
@@ -31,13 +31,9 @@ def from_pretrained_or_explain(loader, name: str, what: str, **kwargs):
     if Path(name).is_dir():
         return loader.from_pretrained(name, **kwargs)
     try:
-        return loader.from_pretrained(name, local_files_only=True, **kwargs)
-    except (OSError, ValueError):
-        pass
-    require_hub(f"{what.capitalize()} '{name}' (not in the local cache)")
-    try:
-        return loader.from_pretrained(name, **kwargs)
-    except OSError as error:
+        return cache_then_hub(lambda local_files_only: loader.from_pretrained(
+            name, local_files_only=local_files_only, **kwargs), f"{what.capitalize()} '{name}'")
+    except OSError as error:  # the cache was tried first, so this is the Hub's answer
         raise HubUnreachableError(f"Could not load {what} '{name}': {error}. {LOCAL_PATH_HINT}") from error
 
 
@@ -118,8 +114,5 @@ def resolve_trained_path(trained_path: str) -> Path:
         raise FileNotFoundError(f"--trained_path {trained_path}: no such folder (nor a Hub repo id)")
     from huggingface_hub import snapshot_download
 
-    try:
-        return Path(snapshot_download(trained_path, local_files_only=True))
-    except (OSError, ValueError):
-        require_hub(f"Trained weights '{trained_path}' (not in the local cache)")
-    return Path(snapshot_download(trained_path))
+    return Path(cache_then_hub(lambda local_files_only: snapshot_download(
+        trained_path, local_files_only=local_files_only), f"Trained weights '{trained_path}'"))

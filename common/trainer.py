@@ -247,7 +247,8 @@ def train_model(trainer: SummarizationTrainer, checkpoint: str | None) -> dict:
     from: resuming it would run one step too many.
     """
     if checkpoint:
-        trainer.previous_costs = {**read_costs(checkpoint), "resumes": read_costs(checkpoint)["resumes"] + 1}
+        costs = read_costs(checkpoint)
+        trainer.previous_costs = {**costs, "resumes": costs["resumes"] + 1}
         print(f"Resuming from {checkpoint} (resume {trainer.previous_costs['resumes']})", flush=True)
     state = TrainerState.load_from_json(str(Path(checkpoint) / STATE_FILE)) if checkpoint else None
     if state is not None and state.max_steps and state.global_step >= state.max_steps:
