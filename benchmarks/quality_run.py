@@ -1,22 +1,27 @@
-"""Real-data quality run: the three methods against zero-shot and lead-3 on real CNN/DailyMail rows.
+"""Real-data quality run: the three methods against zero-shot and lead-3 on two real test sets.
 
-    python benchmarks/quality_run.py                       # about an hour on 2 CPU cores
-    python benchmarks/quality_run.py --train_rows 600 --force
-    python benchmarks/quality_run.py --generate_only   # new generation settings, no retraining
+    python benchmarks/quality_run.py                 # about 2 hours on 2 quiet CPU cores
+    python benchmarks/quality_run.py --carve_only    # only write the splits (for benchmarks/tune_on_dev.py)
+    python benchmarks/quality_run.py --generate_only # new generation settings, no retraining
 
-Uses `../shared/data/cnn_dailymail/` relative to the project root (real CNN/DailyMail 3.0.0 rows). Its
-train split has only 100 rows, so the script trains on validation rows and keeps other validation rows as
-a dev set; the test rows are the real test split (200 by default, a seeded subset), read by the presets
-themselves (`test_file` in `configs/quality/*.yaml`), so `--data_dir` moves the train and dev rows only.
-The carved-out files go to `runs/quality/data/` (git-ignored: the data is never copied into the project).
-Presets are `configs/quality/*.yaml`; results are compared by `evaluate_all.py` into `runs/quality/comparison/`.
+Reads real CNN/DailyMail 3.0.0 rows from `--data_dir` (default `../shared/data/cnn_dailymail/` relative
+to the project root) and carves them, seeded and disjoint (`benchmarks/quality_data.py`), into
+`runs/quality/data/` (git-ignored: the data is never copied into the project):
 
-`--generate_only` keeps the trained adapters in `runs/quality/<method>/adapter/` and only generates the
-test summaries again, with each preset's current prompt and generation settings, into
-`runs/quality/final/<method>/` (`common.zero_shot --trained_path`, so run.json keeps each training run's
-costs), then compares those. Use it after tuning generation settings on the dev rows
-(`benchmarks/tune_on_dev.py`): the training part of the presets is unchanged, so the adapters are the
-ones the presets train.
+- `train.jsonl`: validation rows not held out, plus the 100 train rows (1,458 rows by default);
+- `dev.jsonl`: 100 validation rows, half CNN and half DailyMail, for every choice made before testing;
+- `test_cnn.jsonl`: the 500 test rows (HF test[0:500], CNN stories only, short highlights);
+- `test_mixed.jsonl`: 300 validation rows, DailyMail and CNN in the full test split's proportion (90/10).
+
+Each preset in `configs/quality/` trains on the train rows (budget in examples, sized for about 15-25
+minutes per method on 2 quiet cores), scores a learning curve on dev rows, and writes the CNN test
+summaries; then each trained run (and zero-shot) summarises the mixed test rows from its saved adapter
+(`common.predict --trained_path`, run.json keeps the training run's costs). `evaluate_all.py` compares
+each test set into `runs/quality/comparison/<test-set>/`, and its `comparison.json` and plots are copied to
+`benchmarks/results/quality/<test-set>/`, where they are committed.
+
+`--generate_only` keeps the trained adapters and regenerates both test sets with each preset's current
+prompt and generation settings into `runs/quality/final/<test-set>/<method>/`, then compares those.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -34,92 +39,116 @@ sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
 
+from benchmarks.quality_data import SPLITS, carve  # noqa: E402
 from common import offline_model  # noqa: E402
-from common.config import make_parser  # noqa: E402
-from common.presets import preset_methods, run_all, run_preset  # noqa: E402
+from common.config import GENERATION_ONLY, make_parser  # noqa: E402
 from common.files import atomic_write_text  # noqa: E402
+from common.presets import preset_methods, run_all, run_preset  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cnn_dailymail"
 CONFIG_DIR = ROOT / "configs" / "quality"
 SPLIT_DIR = ROOT / "runs" / "quality" / "data"
-FINAL_DIR = ROOT / "runs" / "quality" / "final"
+RUNS_DIR = ROOT / "runs" / "quality"
+RESULTS_DIR = ROOT / "benchmarks" / "results" / "quality"
+TEST_SETS = {"cnn": "test_cnn", "mixed": "test_mixed"}
+COPIED = ("comparison.json", "comparison.md", "learning_curves.png")
 
 
-def carve_splits(validation_file: Path, train_rows: int, dev_rows: int, seed: int) -> None:
-    """Seeded, disjoint train and dev subsets of the real validation rows, as JSON Lines."""
-    rows = [json.loads(line) for line in validation_file.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if train_rows + dev_rows > len(rows):
-        raise ValueError(f"{validation_file}: {len(rows)} rows, fewer than --train_rows + --dev_rows "
-                         f"({train_rows} + {dev_rows})")
-    random.Random(seed).shuffle(rows)
-    for name, part in (("train", rows[:train_rows]), ("dev", rows[train_rows:train_rows + dev_rows])):
+def read_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def write_splits(data_dir: Path, args: argparse.Namespace) -> dict[str, int]:
+    """Carve `data_dir`'s real rows into runs/quality/data/<split>.jsonl; returns the row counts."""
+    splits = carve(read_rows(data_dir / "validation.jsonl"), read_rows(data_dir / "train.jsonl"),
+                   read_rows(data_dir / "test.jsonl"), mixed_test_rows=args.mixed_test_rows,
+                   dev_rows=args.dev_rows, cnn_test_rows=args.cnn_test_rows, seed=args.seed)
+    for name in SPLITS:
         atomic_write_text(SPLIT_DIR / f"{name}.jsonl",
-                          "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in part))
+                          "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in splits[name]))
+    counts = {name: len(rows) for name, rows in splits.items()}
+    print("Splits in runs/quality/data/: " + ", ".join(f"{name} {count}" for name, count in counts.items()), flush=True)
+    return counts
 
 
-def preset_test_files() -> set[str]:
-    """The test files the presets name (relative to the project root); --data_dir does not change them."""
-    return {yaml.safe_load((CONFIG_DIR / f"{method}.yaml").read_text(encoding="utf-8"))["test_file"]
-            for method in preset_methods()}
-
-
-def generation_preset(method: str) -> dict:
-    """`configs/quality/<method>.yaml` reduced to what a generation-only run takes, pointed at the adapter."""
+def generation_preset(method: str, test_split: str, output_dir: Path) -> dict:
+    """`configs/quality/<method>.yaml` reduced to what a generation-only run takes, on `test_split`'s rows,
+    pointed at the trained run's adapter."""
     values = yaml.safe_load((CONFIG_DIR / f"{method}.yaml").read_text(encoding="utf-8"))
-    accepted = {action.dest for action in make_parser("zero_shot")._actions}
+    accepted = {action.dest for action in make_parser(GENERATION_ONLY)._actions}
     values = {key: value for key, value in values.items() if key in accepted}
-    values["output_dir"] = str((FINAL_DIR / method).relative_to(ROOT))
-    if method != "zero_shot":
+    values.update(test_file=f"runs/quality/data/{test_split}.jsonl", max_test_samples=None,
+                  output_dir=str(output_dir.relative_to(ROOT)))
+    if method != GENERATION_ONLY:
         values["trained_path"] = f"runs/quality/{method}/adapter"
     return values
 
 
-def generate_only(model_path: Path) -> list[str]:
-    """Test summaries from the trained adapters (and zero-shot) with the presets' generation settings."""
+def generate(test_set: str, folder: Path, model_path: Path, force: bool) -> list[str]:
+    """Summaries of one test set from every trained adapter (and zero-shot), as generation-only runs."""
     folders = []
     for number, method in enumerate(preset_methods(), start=1):
-        preset = generation_preset(method)
-        if method != "zero_shot" and not (ROOT / preset["trained_path"]).is_dir():
+        preset = generation_preset(method, TEST_SETS[test_set], folder / method)
+        if method != GENERATION_ONLY and not (ROOT / preset["trained_path"]).is_dir():
             raise SystemExit(f"error: {preset['trained_path']} is missing; run benchmarks/quality_run.py first")
-        config_file = FINAL_DIR / f"{method}.yaml"
+        config_file = folder / f"{method}.yaml"
         atomic_write_text(config_file, yaml.safe_dump(preset, sort_keys=False, allow_unicode=True))
-        run_preset("zero_shot", config_file, model_path, force=True,
-                   label=f"[{number}/{len(preset_methods())}] {method} (test summaries only)")
+        run_preset(GENERATION_ONLY, config_file, model_path, force=force,
+                   label=f"[{number}/{len(preset_methods())}] {method} ({test_set} test rows)")
         folders.append(preset["output_dir"])
     return folders
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data_dir", default=str(DEFAULT_DATA), help="Folder whose validation.jsonl (real "
-                        "CNN/DailyMail rows) is carved into the train and dev rows; default: "
-                        "../shared/data/cnn_dailymail relative to the project root (%(default)s). It moves the "
-                        "train and dev rows only: the test rows are the presets' test_file (configs/quality/*.yaml: "
-                        "../shared/data/cnn_dailymail/test.jsonl), which this flag does not change.")
-    parser.add_argument("--train_rows", type=int, default=320, help="Validation rows used for training.")
-    parser.add_argument("--dev_rows", type=int, default=64, help="Other validation rows kept as a dev set.")
-    parser.add_argument("--seed", type=int, default=0, help="Seed of the train/dev carve-out.")
-    parser.add_argument("--force", action="store_true", help="Rerun even where a finished run matches.")
-    parser.add_argument("--generate_only", action="store_true", help="Reuse the trained adapters; generate the test "
-                        "summaries again with the presets' generation settings into runs/quality/final/.")
-    args = parser.parse_args(argv)
-    os.chdir(ROOT)
-    data_dir = Path(args.data_dir)
-    if not (data_dir / "validation.jsonl").is_file():
-        raise SystemExit(f"error: {data_dir} must hold validation.jsonl (real CNN/DailyMail rows); pass --data_dir")
-    missing = sorted(path for path in preset_test_files() if not (ROOT / path).is_file())
-    if missing:
-        raise SystemExit(f"error: the presets in {CONFIG_DIR.relative_to(ROOT)}/ read their test rows from "
-                         f"{', '.join(missing)}, which is missing (--data_dir does not move the test rows)")
-    start = time.perf_counter()
-    if args.generate_only:
-        folders = generate_only(offline_model.ensure_model())
-    else:
-        carve_splits(data_dir / "validation.jsonl", args.train_rows, args.dev_rows, args.seed)
-        folders = run_all(CONFIG_DIR, offline_model.ensure_model(), args.force)
+def compare(test_set: str, folders: list[str]) -> None:
+    """evaluate_all.py over one test set's runs; its comparison and plots are copied to the results folder."""
     import evaluate_all
 
-    evaluate_all.main([*folders, "--output_dir", "runs/quality/comparison"])
+    output = RUNS_DIR / "comparison" / test_set
+    evaluate_all.main([*folders, "--output_dir", str(output.relative_to(ROOT))])
+    (RESULTS_DIR / test_set).mkdir(parents=True, exist_ok=True)
+    for name in COPIED:
+        if (output / name).is_file():
+            shutil.copyfile(output / name, RESULTS_DIR / test_set / name)
+
+
+def make_parser_() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data_dir", default=str(DEFAULT_DATA), help="Folder holding the real CNN/DailyMail "
+                        "rows as train.jsonl, validation.jsonl and test.jsonl; every split (train, dev and both "
+                        "test sets) is carved from it. Default: ../shared/data/cnn_dailymail relative to the "
+                        "project root (%(default)s).")
+    parser.add_argument("--dev_rows", type=int, default=100, help="Validation rows kept as the dev set.")
+    parser.add_argument("--mixed_test_rows", type=int, default=300, help="Validation rows held out as the mixed "
+                        "test set (90%% DailyMail, as in the full test split).")
+    parser.add_argument("--cnn_test_rows", type=int, default=500, help="Test rows used (HF order, CNN only).")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the carve-out.")
+    parser.add_argument("--force", action="store_true", help="Rerun even where a finished run matches.")
+    parser.add_argument("--carve_only", action="store_true", help="Write the splits and stop.")
+    parser.add_argument("--generate_only", action="store_true", help="Reuse the trained adapters; generate both "
+                        "test sets again with the presets' generation settings into runs/quality/final/.")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = make_parser_().parse_args(argv)
+    os.chdir(ROOT)
+    data_dir = Path(args.data_dir)
+    missing = [name for name in ("train.jsonl", "validation.jsonl", "test.jsonl") if not (data_dir / name).is_file()]
+    if missing:
+        raise SystemExit(f"error: {data_dir} must hold train.jsonl, validation.jsonl and test.jsonl (real "
+                         f"CNN/DailyMail rows); missing {', '.join(missing)}; pass --data_dir")
+    start = time.perf_counter()
+    write_splits(data_dir, args)
+    if args.carve_only:
+        return
+    model_path = offline_model.ensure_model()
+    if args.generate_only:
+        sets = {name: generate(name, RUNS_DIR / "final" / name, model_path, force=True) for name in TEST_SETS}
+    else:
+        sets = {"cnn": run_all(CONFIG_DIR, model_path, args.force),
+                "mixed": generate("mixed", RUNS_DIR / "mixed", model_path, args.force)}
+    for test_set, folders in sets.items():
+        compare(test_set, folders)
     print(f"Quality run finished in {time.perf_counter() - start:.0f} s", flush=True)
 
 

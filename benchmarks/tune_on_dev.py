@@ -7,7 +7,8 @@ The variants file names a method, a base preset and named overrides of its field
     method: zero_shot
     name: zero_shot                              # folder name under runs/quality/dev/ (default: method)
     base: configs/quality/zero_shot.yaml
-    dev_file: runs/quality/data/dev.jsonl        # written by benchmarks/quality_run.py
+    dev_file: runs/quality/data/dev.jsonl        # written by benchmarks/quality_run.py (--carve_only)
+    common: {max_train_samples: 160}             # optional: overrides shared by every variant
     variants:
       as_preset: {}
       tokens_64: {max_new_tokens: 64}
@@ -15,7 +16,7 @@ The variants file names a method, a base preset and named overrides of its field
 Each variant runs as its own process (`train_<method>.py` or `common.zero_shot`) with the dev file as
 its test file, into `runs/quality/dev/<name>/<variant>/`; a finished run with the same config is
 reused. The table (ROUGE-1/2/Lsum, mean words predicted / reference) is also written as
-`runs/quality/dev/<name>/summary.json`. Generation settings of a trained run are tuned without
+`runs/quality/dev/<name>/summary.json` and, to be committed, `benchmarks/results/quality/dev/<name>.json`. Generation settings of a trained run are tuned without
 retraining: method `zero_shot` with `trained_path: runs/quality/<method>/adapter` in the overrides.
 """
 
@@ -37,6 +38,7 @@ from common.files import atomic_write_text, write_json  # noqa: E402
 from common.run_files import RUN_FILE  # noqa: E402
 
 DEV_DIR = ROOT / "runs" / "quality" / "dev"
+RESULTS_DIR = ROOT / "benchmarks" / "results" / "quality" / "dev"
 
 
 def variant_yaml(base: dict, overrides: dict, dev_file: str, output_dir: Path) -> str:
@@ -60,7 +62,8 @@ def main(argv: list[str] | None = None) -> None:
     for variant, overrides in spec["variants"].items():
         folder = DEV_DIR / name / variant
         config_file = folder.with_suffix(".yaml")
-        atomic_write_text(config_file, variant_yaml(base, overrides or {}, spec["dev_file"], folder))
+        overrides = {**spec.get("common", {}), **(overrides or {})}
+        atomic_write_text(config_file, variant_yaml(base, overrides, spec["dev_file"], folder))
         print(f"\n[{name}: {variant}] {overrides or 'preset as is'}", flush=True)
         cfg = run_preset(method, config_file, model_path, force=False, label=f"{name}: {variant}")
         run = json.loads((Path(cfg.training.output_dir) / RUN_FILE).read_text(encoding="utf-8"))
@@ -73,6 +76,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {row['variant']} | {r['rouge1']:.1f} | {r['rouge2']:.1f} | {r['rougeLsum']:.1f} | "
               f"{w['predicted']:.1f} / {w['reference']:.1f} |")
     write_json(DEV_DIR / name / "summary.json", rows)
+    write_json(RESULTS_DIR / f"{name}.json", {"variants_file": str(Path(args.variants_file)), "dev_file": spec["dev_file"],
+                                              "base": spec["base"], "variants": rows})
 
 
 if __name__ == "__main__":

@@ -173,13 +173,63 @@ def test_benchmark_refuses_a_data_dir_without_splits(tmp_path):
         main(make_parser().parse_args(["--data_dir", str(tmp_path)]))
 
 
-def test_quality_run_data_dir_moves_train_and_dev_rows_only(tmp_path, monkeypatch):
+def test_quality_run_refuses_a_data_dir_without_the_three_splits(tmp_path, monkeypatch):
     from benchmarks import quality_run
 
     monkeypatch.chdir(tmp_path)  # main changes into the project root; monkeypatch changes back afterwards
-    assert quality_run.preset_test_files() == {"../shared/data/cnn_dailymail/test.jsonl"}
-    with pytest.raises(SystemExit, match="must hold validation.jsonl"):
+    (tmp_path / "validation.jsonl").touch()
+    with pytest.raises(SystemExit, match="missing train.jsonl, test.jsonl; pass --data_dir"):
         quality_run.main(["--data_dir", str(tmp_path)])
+
+
+def _rows(prefix: str, count: int, cnn_every: int = 2) -> list[dict]:
+    return [{"id": f"{prefix}{i}", "article": (f"(CNN) {prefix} story {i}" if i % cnn_every == 0
+                                                else f"By . Reporter . {prefix} story {i}"), "highlights": f"h {i}"}
+            for i in range(count)]
+
+
+def test_quality_carve_is_disjoint_seeded_and_mixes_outlets_as_the_test_split(tmp_path, monkeypatch):
+    from benchmarks.quality_data import DAILYMAIL_SHARE, carve, outlet
+
+    validation, train, test = _rows("v", 400), _rows("t", 10), _rows("x", 30, cnn_every=1)
+    splits = carve(validation, train, test, mixed_test_rows=100, dev_rows=20, cnn_test_rows=25, seed=3)
+    assert {name: len(rows) for name, rows in splits.items()} == {
+        "train": 400 - 100 - 20 + 10, "dev": 20, "test_cnn": 25, "test_mixed": 100}
+    assert sum(outlet(row["article"]) == "dailymail" for row in splits["test_mixed"]) == round(100 * DAILYMAIL_SHARE) == 90
+    assert sum(outlet(row["article"]) == "dailymail" for row in splits["dev"]) == 10
+    assert [row["id"] for row in splits["test_cnn"]] == [f"x{i}" for i in range(25)]
+    ids = [row["id"] for rows in splits.values() for row in rows]
+    assert len(ids) == len(set(ids)) == 400 + 10 + 25
+    again = carve(validation, train, test, mixed_test_rows=100, dev_rows=20, cnn_test_rows=25, seed=3)
+    other = carve(validation, train, test, mixed_test_rows=100, dev_rows=20, cnn_test_rows=25, seed=4)
+    assert again == splits and other["test_mixed"] != splits["test_mixed"]
+
+
+def test_quality_carve_names_the_split_that_runs_short():
+    from benchmarks.quality_data import carve
+
+    with pytest.raises(ValueError, match="mixed test, DailyMail rows: 90 rows needed, 50 available"):
+        carve(_rows("v", 100), [], [], mixed_test_rows=100, dev_rows=0, cnn_test_rows=0, seed=0)
+
+
+def test_quality_carve_refuses_a_row_in_two_splits():
+    from benchmarks.quality_data import carve
+
+    validation = _rows("v", 40)
+    with pytest.raises(ValueError, match="id 'v0' is in both"):
+        carve(validation, [validation[0]], [], mixed_test_rows=10, dev_rows=4, cnn_test_rows=0, seed=0)
+
+
+def test_quality_run_writes_every_split_from_the_data_dir(tmp_path, monkeypatch):
+    from benchmarks import quality_run
+
+    for name, rows in (("validation", _rows("v", 400)), ("train", _rows("t", 5)), ("test", _rows("x", 8, 1))):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    monkeypatch.setattr(quality_run, "SPLIT_DIR", tmp_path / "splits")
+    quality_run.main(["--data_dir", str(tmp_path), "--carve_only", "--mixed_test_rows", "50", "--dev_rows", "10",
+                      "--cnn_test_rows", "8"])
+    counts = {path.stem: len(path.read_text().splitlines()) for path in (tmp_path / "splits").iterdir()}
+    assert counts == {"train": 345, "dev": 10, "test_cnn": 8, "test_mixed": 50}
 
 
 @pytest.mark.slow
