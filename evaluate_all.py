@@ -12,7 +12,9 @@ hub_upload/, checkpoint-*) are not searched. Inputs given on the command line ar
 folder (or CSV) name, with -2, -3, ... on repeats. An input named lead3 is listed as `lead3 (run)`.
 
 Writes OUTPUT_DIR/comparison.{md,csv,json}, examples.md and two PNG plots, and prints the ranked
-table. A bad input is skipped with its reason; with no valid input left the script exits with an error
+table; when a run.json holds a `learning_curve` (trained with --eval_strategy steps and
+--num_eval_generate K), also learning_curves.png: dev ROUGE-Lsum against examples seen and training
+time. A bad input is skipped with its reason; with no valid input left the script exits with an error
 (exit 1); a bad flag, or no input and no run under --runs_dir, is a usage error (exit 2).
 """
 
@@ -23,7 +25,8 @@ import sys
 
 from common.cli import ArgumentParser, ConfigError, run
 from common.evaluation import add_lead3, align_systems, compare, load_systems
-from common.plots import write_plots
+from common.files import atomic_write_text
+from common.plots import write_learning_curves, write_plots
 from common.run_files import InputError, discover_run_dirs, run_name
 from common.report import system_rows, write_reports
 from common.stats import MIN_SAMPLES
@@ -75,10 +78,30 @@ def main(argv: list[str] | None = None):
         systems, lead3_skipped = add_lead3(systems, keys)
         skipped += [lead3_skipped] if lead3_skipped else []
     result = compare(systems, keys, args.bootstrap_samples, args.seed)
-    print(write_reports(result, skipped, args.output_dir, args.num_examples_md), flush=True)
-    write_plots(system_rows(result), args.output_dir)
-    print(f"Wrote comparison.md, comparison.csv, comparison.json, examples.md and 2 plots to {args.output_dir}/")
+    markdown = write_reports(result, skipped, args.output_dir, args.num_examples_md)
+    plots = [path.name for path in write_plots(system_rows(result), args.output_dir)]
+    curves = write_learning_curves(run_curves(result), args.output_dir)
+    if curves:
+        markdown += (f"\n## Learning curves\n\n`{curves.name}`: dev ROUGE-Lsum during training against the "
+                     "training examples seen and the training time, one line per run.\n")
+        atomic_write_text(curves.parent / "comparison.md", markdown)  # report.py's text, plus this section
+        plots.append(curves.name)
+    print(markdown, flush=True)
+    print(f"Wrote comparison.md, comparison.csv, comparison.json, examples.md, {', '.join(plots)} "
+          f"to {args.output_dir}/")
     return result
+
+
+def run_curves(result) -> dict[str, dict]:
+    """{label: run.json learning_curve} of the compared runs that hold one; the label is the run's name,
+    with its method in brackets where the name does not end with it."""
+    curves = {}
+    for scored in result.systems:
+        curve, method = scored.system.run.get("learning_curve"), scored.system.method
+        if curve is not None:
+            label = scored.name if scored.name.split("/")[-1] == method else f"{scored.name} ({method})"
+            curves[label] = curve
+    return curves
 
 
 if __name__ == "__main__":

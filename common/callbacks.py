@@ -1,46 +1,159 @@
-"""The generate-and-score callback: ROUGE on validation summaries at every evaluation.
+"""The generate-and-score callback: ROUGE on validation summaries at every evaluation, and the learning curve.
 
 At each `on_evaluate` it generates summaries for the first `num_eval_generate` validation examples
 (sharded over processes, gathered without duplicates), scores ROUGE and adds `eval_rouge1`,
 `eval_rouge2`, `eval_rougeL`, `eval_rougeLsum` to the evaluation metrics, so that
 `--metric_for_best_model rougeLsum --load_best_model_at_end` selects on ROUGE.
 
+It also records a learning curve on the same examples: at `on_train_begin` the starting model (a step-0
+point) and two reference lines, zero-shot (the base model without what is trained) and lead-3 (the
+articles' first three sentences); at each evaluation a point with the training examples seen and the
+seconds spent in training steps alone (evaluation and generation excluded). Everything is kept in
+`state.log_history`, which every checkpoint saves, so a resumed run continues its curve;
+`learning_curve(log_history)` reads it back as run.json's `learning_curve` field.
+
 Example:
-    >>> callback = GenerateAndScoreCallback(tokenizer, prompts, references, GenerationArguments())
+    >>> callback = GenerateAndScoreCallback(tokenizer, prompts, references, GenerationArguments(), articles)
     >>> trainer.add_callback(callback)
+    >>> trainer.train()
+    >>> learning_curve(trainer.state.log_history)["points"][0]["step"]
+    0
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
+import torch
+from peft import PeftModel
 from transformers import TrainerCallback
 
 from .config import GenerationArguments
+from .evaluation import lead3
 from .generation import generate_summaries, unwrap_peft
 from .metrics import mean_words, rouge_scores
 
 logger = logging.getLogger(__name__)
+CURVE_KEYS = ("rouge1", "rouge2", "rougeLsum")
+BEGIN_KEY = "learning_curve_begin"  # the log_history entry holding the step-0 point and the reference lines
+
+
+def curve_scores(predictions: list[str], references: list[str]) -> dict[str, float]:
+    """ROUGE-1/2/Lsum (F1 x 100) and the mean words of `predictions`, rounded as the log rounds them."""
+    scores = rouge_scores(predictions, references)
+    return {**{key: round(scores[key], 4) for key in CURVE_KEYS}, "mean_words": round(mean_words(predictions), 2)}
+
+
+def examples_seen(args, step: int) -> int:
+    """Training examples behind `step` optimizer steps, all processes together (the nominal batch size:
+    an epoch's short last batch counts in full)."""
+    return step * args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+
+
+def synchronize() -> None:
+    """Wait for the accelerator's queued work, so that a step's time is not counted under what waits next."""
+    if torch.accelerator.is_available():
+        torch.accelerator.synchronize()
 
 
 class GenerateAndScoreCallback(TrainerCallback):
-    def __init__(self, tokenizer, prompts: list[list[int]], references: list[str], gen_args: GenerationArguments):
-        if len(prompts) != len(references):
-            raise ValueError("prompts and references must have the same length")
+    def __init__(self, tokenizer, prompts: list[list[int]], references: list[str], gen_args: GenerationArguments,
+                 articles: list[str] | None = None):
+        if len(prompts) != len(references) or (articles is not None and len(articles) != len(references)):
+            raise ValueError("prompts, references and articles must have the same length")
         self.tokenizer = tokenizer
         self.prompts = prompts
         self.references = references
         self.gen_args = gen_args
+        self.articles = articles
+        self.train_seconds = 0.0  # in training steps, all sessions of a resumed run together
+        self._step_started: float | None = None
+
+    def generate(self, model) -> list[str]:
+        return generate_summaries(model, self.tokenizer, self.prompts, self.gen_args)
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if not self.prompts or model is None:
+            return
+        # Resumed: the curve so far came back with the checkpoint's log_history. Steps after the last
+        # evaluation before the checkpoint are not in its train_seconds (with save_steps a multiple of
+        # eval_steps, none are).
+        if any(BEGIN_KEY in entry for entry in state.log_history):
+            self.train_seconds = max((e["train_seconds"] for e in state.log_history if "train_seconds" in e),
+                                     default=0.0)
+            return
+        begin = self.score_start(unwrap_peft(model), args, state.global_step)
+        state.log_history.append({BEGIN_KEY: begin, "step": state.global_step})
+        if state.is_world_process_zero:
+            logger.info("Learning curve start on %d validation examples: %s", len(self.prompts), begin)
+            lines = {"start": begin["start"], "zero-shot": begin["zero_shot"], "lead-3": begin["lead3"]}
+            print(f"[learning curve, step {state.global_step}] " + ", ".join(
+                f"{name} rougeLsum={scores['rougeLsum']:.2f}" for name, scores in lines.items() if scores), flush=True)
+
+    def score_start(self, model, args, step: int) -> dict:
+        """The starting model's scores and the zero-shot and lead-3 lines (None where unknown).
+
+        Zero-shot is the base model without the trained part: a LoRA model with its adapter disabled,
+        a prompt-learning model's base model (no virtual tokens). For fine-tuning the starting model is
+        the base model at step 0, so it is scored once; after a resume from a checkpoint written without
+        a curve, the base weights are gone and zero-shot is None.
+        """
+        start = self.generate(model)
+        if not isinstance(model, PeftModel):
+            zero_shot = start if step == 0 else None
+        elif model.active_peft_config.is_prompt_learning:
+            zero_shot = self.generate(model.get_base_model())
+        else:
+            with model.disable_adapter():
+                zero_shot = self.generate(model.get_base_model())
+        return {"dev_examples": len(self.prompts),
+                "start": {"step": step, "examples_seen": examples_seen(args, step), "train_seconds": 0.0,
+                          **curve_scores(start, self.references)},
+                "zero_shot": curve_scores(zero_shot, self.references) if zero_shot is not None else None,
+                "lead3": (curve_scores([lead3(a) for a in self.articles], self.references)
+                          if self.articles is not None else None)}
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if self.prompts:
+            synchronize()
+            self._step_started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.prompts and self._step_started is not None:
+            synchronize()
+            self.train_seconds += time.perf_counter() - self._step_started
+            self._step_started = None
 
     def on_evaluate(self, args, state, control, model=None, metrics=None, **kwargs):
         if not self.prompts or model is None or metrics is None:
             return
-        predictions = generate_summaries(unwrap_peft(model), self.tokenizer, self.prompts, self.gen_args)
+        predictions = self.generate(unwrap_peft(model))
         scores = {f"eval_{key}": round(value, 4) for key, value in rouge_scores(predictions, self.references).items()}
         scores["eval_gen_len_words"] = round(mean_words(predictions), 2)
         metrics.update(scores)
-        state.log_history.append({**scores, "epoch": state.epoch, "step": state.global_step})
+        state.log_history.append({**scores, "epoch": state.epoch, "step": state.global_step,
+                                  "examples_seen": examples_seen(args, state.global_step),
+                                  "train_seconds": round(self.train_seconds, 3)})
         if state.is_world_process_zero:
             logger.info("Validation ROUGE on %d examples at step %d: %s", len(predictions), state.global_step, scores)
             print(f"[eval step {state.global_step}] " + ", ".join(f"{k[5:]}={v:.2f}" for k, v in scores.items()),
                   flush=True)
+
+
+def learning_curve(log_history: list[dict]) -> dict | None:
+    """run.json's `learning_curve` from a log_history the callback wrote to; None when it recorded none.
+
+    Returns {"dev_examples": n, "points": [{step, examples_seen, train_seconds, rouge1, rouge2, rougeLsum,
+    mean_words}, ...] (the start first, then one per evaluation), "zero_shot": {rouge1, rouge2, rougeLsum,
+    mean_words} or None, "lead3": the same or None}.
+    """
+    begin = next((entry[BEGIN_KEY] for entry in log_history if BEGIN_KEY in entry), None)
+    if begin is None:
+        return None
+    points = [begin["start"]] + [{"step": e["step"], "examples_seen": e["examples_seen"],
+                                  "train_seconds": e["train_seconds"], **{k: e[f"eval_{k}"] for k in CURVE_KEYS},
+                                  "mean_words": e["eval_gen_len_words"]}
+                                 for e in log_history if "eval_rougeLsum" in e and "examples_seen" in e]
+    return {"dev_examples": begin["dev_examples"], "points": points, "zero_shot": begin["zero_shot"],
+            "lead3": begin["lead3"]}

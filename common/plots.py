@@ -1,9 +1,12 @@
 """ROUGE-Lsum against a cost (trainable parameters, training time): one labelled point per trained
-system with its 95% CI, baselines as horizontal lines. Saved atomically (temp PNG + os.replace).
+system with its 95% CI, baselines as horizontal lines. Learning curves: dev ROUGE-Lsum during training
+from each run.json's `learning_curve`. Saved atomically (temp PNG + os.replace).
 
 Example:
     >>> write_plots(system_rows(result), "runs/comparison")
     ['runs/comparison/rouge_vs_trainable_params.png', 'runs/comparison/rouge_vs_train_time.png']
+    >>> write_learning_curves({"lora": run["learning_curve"]}, "runs/comparison")
+    PosixPath('runs/comparison/learning_curves.png')
 """
 
 from __future__ import annotations
@@ -74,3 +77,79 @@ def write_plots(rows: list[dict], output_dir: str | Path) -> list[Path]:
         save_figure_atomic(cost_figure(rows, cost, xlabel), Path(output_dir) / name)
         paths.append(Path(output_dir) / name)
     return paths
+
+
+# Learning curves: dev ROUGE-Lsum during training, from run.json's `learning_curve` (common/callbacks.py).
+
+LEARNING_CURVES_FILE = "learning_curves.png"
+CURVE_AXES = (("examples_seen", 1.0, "training examples seen"),
+              ("train_seconds", 1 / 60, "training wall time, min (training steps only)"))
+REFERENCE_LINES = (("zero_shot", "zero-shot", "tab:gray", "--"), ("lead3", "lead-3", "black", "-."))
+
+
+def usable_curve(curve) -> bool:
+    """A run.json `learning_curve` that can be drawn: dev_examples > 0 and points with a number for ROUGE-Lsum."""
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return (isinstance(curve, dict) and isinstance(curve.get("dev_examples"), int) and curve["dev_examples"] > 0
+            and isinstance(curve.get("points"), list) and bool(curve["points"])
+            and all(isinstance(p, dict) and number(p.get(RANK_KEY)) for p in curve["points"]))
+
+
+def reference_lines(curves: dict[str, dict]) -> list[tuple[str, float, str, str]]:
+    """(label, ROUGE-Lsum, color, linestyle) of the zero-shot and lead-3 lines: one line when every run
+    scored the same value, else one per run in the run's color (e.g. runs on different base models).
+
+    Example:
+        >>> reference_lines({"lora": {"zero_shot": {"rougeLsum": 9.5}, "lead3": None}})
+        [('zero-shot 9.5', 9.5, 'tab:gray', '--')]
+    """
+    lines = []
+    for key, title, color, style in REFERENCE_LINES:
+        values = {label: curve[key][RANK_KEY] for label, curve in curves.items()
+                  if isinstance(curve.get(key), dict) and isinstance(curve[key].get(RANK_KEY), (int, float))}
+        if len(set(values.values())) == 1:
+            value = next(iter(values.values()))
+            lines.append((f"{title} {value:.1f}", value, color, style))
+        else:
+            lines += [(f"{title} ({label}) {value:.1f}", value, f"C{list(curves).index(label) % 10}", style)
+                      for label, value in values.items()]
+    return lines
+
+
+def learning_curve_figure(curves: dict[str, dict]):
+    """Two panels side by side: dev ROUGE-Lsum against training examples seen and against training minutes,
+    one line per run (`curves`: {label: learning_curve}); zero-shot and lead-3 as dashed lines when every
+    run was scored on the same number of dev examples (else the title says they differ)."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    sizes = sorted({curve["dev_examples"] for curve in curves.values()})
+    for ax, (key, scale, xlabel) in zip(axes, CURVE_AXES):
+        for index, (label, curve) in enumerate(curves.items()):
+            points = [p for p in curve["points"] if isinstance(p.get(key), (int, float))]
+            ax.plot([p[key] * scale for p in points], [p[RANK_KEY] for p in points], marker="o",
+                    color=f"C{index % 10}", label=label)
+        for label, value, color, style in reference_lines(curves) if len(sizes) == 1 else []:
+            ax.axhline(value, color=color, linestyle=style, linewidth=1, label=label)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("dev ROUGE-Lsum F1 x 100")
+    axes[0].legend(loc="best", fontsize="small")
+    if len(sizes) == 1:
+        fig.suptitle(f"Dev ROUGE-Lsum during training (first {sizes[0]} validation examples)")
+    else:
+        fig.suptitle("Dev ROUGE-Lsum during training; the runs scored different numbers of validation examples "
+                     f"({', '.join(map(str, sizes))}), so no zero-shot or lead-3 line is drawn", fontsize="medium")
+    fig.tight_layout()
+    return fig
+
+
+def write_learning_curves(curves: dict[str, dict], output_dir: str | Path) -> Path | None:
+    """learning_curves.png from the usable `curves` ({label: run.json learning_curve}); None when there is
+    none, and then a learning_curves.png left by an earlier comparison is removed, as it would show other runs."""
+    curves = {label: curve for label, curve in curves.items() if usable_curve(curve)}
+    path = Path(output_dir) / LEARNING_CURVES_FILE
+    if not curves:
+        path.unlink(missing_ok=True)
+        return None
+    save_figure_atomic(learning_curve_figure(curves), path)
+    return path

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from transformers import Trainer, TrainerState
 
-from .callbacks import GenerateAndScoreCallback
+from .callbacks import GenerateAndScoreCallback, learning_curve
 from .cli import ConfigError
 from .config import RunConfig
 from .files import atomic_write_text
@@ -210,7 +210,8 @@ def build_trainer(cfg: RunConfig, model, tokenizer, splits) -> SummarizationTrai
     if cfg.generation.num_eval_generate > 0 and cfg.training.eval_strategy != "no":
         sample = splits["validation"].select(range(min(cfg.generation.num_eval_generate, len(splits["validation"]))))
         prompts = build_prompts(tokenizer, sample["article"], cfg.data)
-        callbacks.append(GenerateAndScoreCallback(tokenizer, prompts, list(sample["summary"]), cfg.generation))
+        callbacks.append(GenerateAndScoreCallback(tokenizer, prompts, list(sample["summary"]), cfg.generation,
+                                                  articles=list(sample["article"])))
     # The Trainer's own Hub push would upload every checkpoint; we push one prepared folder at the end.
     # The Trainer pickles its arguments into every checkpoint (training_args.bin): it never sees the token.
     # Checkpointing is switched on here rather than by the Trainer (see enable_activation_checkpointing).
@@ -260,10 +261,12 @@ def train_model(trainer: SummarizationTrainer, checkpoint: str | None) -> dict:
         session_loss = result.training_loss * steps_now  # the Trainer's mean covers this session's steps only
         costs = {**trainer.costs_so_far(), "loss_sum": trainer.previous_costs["loss_sum"] + session_loss}
     steps, tokens, wall = trainer.state.global_step, trainer.state.num_input_tokens_seen, costs["train_wall_time_s"]
+    curve = learning_curve(trainer.state.log_history)  # None unless the ROUGE callback recorded one
     return {"train_wall_time_s": round(wall, 3), "train_steps": steps,
             "train_loss": costs["loss_sum"] / steps if steps else None, "train_tokens": tokens,
             "train_tokens_per_s": round(tokens / wall, 2) if wall > 0 else None, "resumes": costs["resumes"],
-            "best_model_checkpoint": trainer.state.best_model_checkpoint, "log_history": trainer.state.log_history}
+            "best_model_checkpoint": trainer.state.best_model_checkpoint, "log_history": trainer.state.log_history,
+            **({"learning_curve": curve} if curve else {})}
 
 
 def load_finished(trainer: SummarizationTrainer, checkpoint: str, state: TrainerState) -> None:
