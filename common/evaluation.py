@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from .metrics import ROUGE_KEYS, clean_prediction, mean_words, rouge_per_example, split_sentences
-from .run_files import (PREDICTIONS_FILE, RUN_FILE, InputError, checked_run, csv_ids, read_predictions_csv,
-                        read_run_json, text_column)
+from .run_files import (PREDICTIONS_FILE, RUN_FILE, STOPPED, STOPPED_COLUMN, InputError, checked_run, csv_ids,
+                        read_predictions_csv, read_run_json, text_column)
 from .stats import bootstrap_ci, paired_permutation_test
 
 BASELINE_METHODS = ("zero_shot", "lead3")
@@ -48,6 +48,7 @@ class System:
     run: dict = field(default_factory=dict)
     keys: list[str] | None = None
     warnings: list[str] = field(default_factory=list)
+    cut: list[bool] | None = None  # per prediction: cut at max_new_tokens (CSV column `Stopped`), when known
 
     @property
     def is_baseline(self) -> bool:
@@ -70,6 +71,7 @@ class Scored:
     ci: dict[str, tuple[float, float]]
     empty_predictions: int
     mean_words: tuple[float, float]
+    cut_share: float | None = None  # share of these predictions cut at max_new_tokens; None: unknown
 
     @property
     def name(self) -> str:
@@ -114,7 +116,26 @@ def load_system(path: str | Path) -> System:
     ids = csv_ids(frame, csv_path)
     return System(name=name, method=method, source=str(path), references=text_column(frame, "Actual Summary"),
                   predictions=[clean_prediction(p) for p in frame["Predicted Summary"].tolist()],
-                  articles=articles, ids=ids, run=run, keys=ids, warnings=warnings)
+                  articles=articles, ids=ids, run=run, keys=ids, warnings=warnings, cut=cut_flags(frame, csv_path))
+
+
+def cut_flags(frame, csv_path) -> list[bool] | None:
+    """The `Stopped` column as booleans (True: cut at max_new_tokens), or None when the CSV has none.
+
+    Example:
+        >>> import pandas as pd
+        >>> cut_flags(pd.DataFrame({"Stopped": ["eos", "limit"]}), "p.csv")
+        [False, True]
+    """
+    if STOPPED_COLUMN not in frame.columns:
+        return None
+    values = {value: cut for cut, value in STOPPED.items()}
+    column = text_column(frame, STOPPED_COLUMN)
+    wrong = [row for row, value in enumerate(column, start=2) if value not in values]
+    if wrong:
+        raise InputError(f"{csv_path}: column {STOPPED_COLUMN!r} must hold {sorted(values)}; line {wrong[0]} holds "
+                         f"{column[wrong[0] - 2]!r} (fix or delete the column)")
+    return [values[value] for value in column]
 
 
 def load_systems(paths: list[str | Path], names: list[str] | None = None) -> tuple[list[System], list[Skipped]]:
@@ -264,11 +285,12 @@ def score_system(system: System, keys: list[str], samples: int, seed: int) -> Sc
     per_example = rouge_per_example(predictions, references)
     scores = np.array([[example[k] for k in ROUGE_KEYS] for example in per_example])
     intervals = bootstrap_ci(scores, samples, seed)
+    cut = None if system.cut is None else float(np.mean([system.cut[rows[key]] for key in keys]))
     return Scored(system=system, scores=scores,
                   means={k: float(m) for k, m in zip(ROUGE_KEYS, scores.mean(axis=0))},
                   ci={k: (float(lo), float(hi)) for k, (lo, hi) in zip(ROUGE_KEYS, intervals)},
                   empty_predictions=sum(not p.strip() for p in predictions),
-                  mean_words=(mean_words(predictions), mean_words(references)))
+                  mean_words=(mean_words(predictions), mean_words(references)), cut_share=cut)
 
 
 def compare_pair(a: Scored, b: Scored, samples: int, seed: int) -> dict:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import time
+from typing import NamedTuple
 
 import torch
 from accelerate import PartialState
@@ -31,6 +32,13 @@ from .config import GenerationArguments
 from .kv_cache import growing_cache
 from .methods import num_virtual_tokens
 from .tokenization import left_pad
+
+
+class Summary(NamedTuple):
+    """A generated summary and whether it was cut at `max_new_tokens` (no EOS) rather than ended by the model."""
+
+    text: str
+    cut: bool
 
 
 def generation_config(gen_args: GenerationArguments, tokenizer) -> GenerationConfig:
@@ -166,23 +174,42 @@ def report_progress(done: int, total: int, since: float) -> None:
         print(f"Generating: {done}/{total} prompts on this process, {time.perf_counter() - since:.0f} s", flush=True)
 
 
-def generate_local(model, tokenizer, prompts: list[list[int]], gen_args: GenerationArguments) -> list[str]:
-    """Generate summaries for `prompts` on this process, in input order."""
-    return [tokenizer.decode(row, skip_special_tokens=True).strip()
+def cut_at_limit(tokens: list[int], gen_args: GenerationArguments) -> bool:
+    """Whether a summary's new tokens (EOS and after removed) stopped at `max_new_tokens`, not at EOS.
+
+    Generation stops a row at EOS or at the limit, so a row that kept all `max_new_tokens` tokens never
+    produced EOS: it was cut, most likely mid-sentence.
+
+    Example:
+        >>> cut_at_limit([5, 6, 7], GenerationArguments(max_new_tokens=3)), cut_at_limit([5, 6], GenerationArguments(max_new_tokens=3))
+        (True, False)
+    """
+    return len(tokens) >= gen_args.max_new_tokens
+
+
+def generate_local(model, tokenizer, prompts: list[list[int]], gen_args: GenerationArguments) -> list[Summary]:
+    """Generate summaries for `prompts` on this process, in input order: (text, cut at the limit)."""
+    return [Summary(tokenizer.decode(row, skip_special_tokens=True).strip(), cut_at_limit(row, gen_args))
             for row in generate_local_tokens(model, tokenizer, prompts, gen_args)]
 
 
 def generate_summaries(model, tokenizer, prompts: list[list[int]], gen_args: GenerationArguments) -> list[str]:
     """Shard prompts over processes, generate, gather in prompt order (every process gets the full list)."""
+    return [summary.text for summary in generate_summaries_and_stops(model, tokenizer, prompts, gen_args)]
+
+
+def generate_summaries_and_stops(model, tokenizer, prompts: list[list[int]], gen_args: GenerationArguments
+                                 ) -> list[Summary]:
+    """`generate_summaries`, each summary with whether it was cut at `max_new_tokens` instead of ending with EOS."""
     state = PartialState()
     if fsdp_sharded(model):  # every forward pass is collective: every process runs every prompt, in step
         return generate_local(model, tokenizer, prompts, gen_args)
     indices = list(range(state.process_index, len(prompts), state.num_processes))
     local = generate_local(model, tokenizer, [prompts[i] for i in indices], gen_args)
-    pairs = list(zip(indices, local))
+    pairs = [(i, tuple(summary)) for i, summary in zip(indices, local)]
     if state.num_processes > 1:
         pairs = gather_object(pairs)
-    by_index = dict(pairs)
+    by_index = {i: Summary(*summary) for i, summary in pairs}
     missing = [i for i in range(len(prompts)) if i not in by_index]
     if missing:
         raise RuntimeError(f"generation lost prompts {missing[:5]} while gathering across processes")

@@ -29,13 +29,13 @@ from . import run_folder
 from .cli import ConfigError
 from .config import RunConfig, check_lengths_against_model, trains
 from .data import SPLITS, load_splits
-from .generation import generate_summaries, unwrap_peft
+from .generation import Summary, generate_summaries_and_stops, unwrap_peft
 from .hub import HubUnreachableError, prepare_hub_folder, push_folder
 from .methods import build_method, count_parameters, load_trained, save_trained
 from .metrics import mean_words, rouge_scores
 from .models import export_merged, from_pretrained_or_explain, load_base_model, load_tokenizer, merged_for_generation
 from .files import folder_size_bytes, write_json
-from .run_files import PREDICTIONS_FILE, RUN_FILE, package_versions, peak_memory, write_predictions_csv
+from .run_files import PREDICTIONS_FILE, RUN_FILE, STOPPED, package_versions, peak_memory, write_predictions_csv
 from .run_folder import ADAPTER_DIR
 from .tokenization import build_prompts
 from .trainer import build_trainer, resolve_checkpoint, train_model
@@ -124,12 +124,12 @@ def predict_and_commit(cfg: RunConfig, run: Run, model, tokenizer, splits, count
     state = PartialState()
     model.to(state.device)
     params = count_parameters(model)
-    predictions, gen_stats = predict_test(merged_for_generation(model), tokenizer, splits["test"], cfg)
+    summaries, gen_stats = predict_test(merged_for_generation(model), tokenizer, splits["test"], cfg)
     summary = {}
     if state.is_main_process:
         if not trains(cfg.method_name):
             run_folder.begin(run.out_dir)
-        summary = write_results(run.staging, cfg, splits["test"], predictions, counts, params, costs, gen_stats,
+        summary = write_results(run.staging, cfg, splits["test"], summaries, counts, params, costs, gen_stats,
                                 carried)
         run_folder.commit(run.out_dir)
         print(f"Results written to {run.out_dir.resolve()}: {PREDICTIONS_FILE}, {RUN_FILE}"
@@ -138,15 +138,18 @@ def predict_and_commit(cfg: RunConfig, run: Run, model, tokenizer, splits, count
     return summary
 
 
-def predict_test(model, tokenizer, test_split, cfg: RunConfig) -> tuple[list[str], dict]:
-    """Summaries for the test split and the generation throughput."""
+def predict_test(model, tokenizer, test_split, cfg: RunConfig) -> tuple[list[Summary], dict]:
+    """Summaries for the test split (each with whether `max_new_tokens` cut it), the throughput and the
+    share of summaries cut at the limit instead of ended by EOS."""
     prompts = build_prompts(tokenizer, test_split["article"], cfg.data)
     start = time.perf_counter()
-    predictions = generate_summaries(model, tokenizer, prompts, cfg.generation)
+    summaries = generate_summaries_and_stops(model, tokenizer, prompts, cfg.generation)
     wall = time.perf_counter() - start
-    generated = sum(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in predictions)
-    return predictions, {"generation_wall_time_s": round(wall, 3), "generated_tokens": generated,
-                         "generation_tokens_per_s": round(generated / wall, 2) if wall > 0 else None}
+    generated = sum(len(tokenizer(s.text, add_special_tokens=False)["input_ids"]) for s in summaries)
+    cut = sum(s.cut for s in summaries)
+    return summaries, {"generation_wall_time_s": round(wall, 3), "generated_tokens": generated,
+                       "generation_tokens_per_s": round(generated / wall, 2) if wall > 0 else None,
+                       "summaries_cut_at_limit": cut, "summaries_cut_share": round(cut / max(len(summaries), 1), 4)}
 
 
 def check_launch(state, method_name: str) -> None:
@@ -185,7 +188,8 @@ def export(cfg: RunConfig, run: Run, model, tokenizer, summary: dict) -> None:
         print(f"Pushed to the Hub: {url}", flush=True)
 
 
-def write_results(folder: Path, cfg: RunConfig, test_split, predictions, counts, params, train_stats, gen_stats,
+def write_results(folder: Path, cfg: RunConfig, test_split, summaries: list[Summary], counts, params, train_stats,
+                  gen_stats,
                   carried: dict | None = None) -> dict:
     """Write predictions_test.csv and run.json into `folder` (the staging folder) and return the payload.
 
@@ -194,9 +198,9 @@ def write_results(folder: Path, cfg: RunConfig, test_split, predictions, counts,
     and peak memory (the training run's, which covered its own generation; this run's is kept as
     `generation_peak_memory`).
     """
-    references = list(test_split["summary"])
+    references, predictions = list(test_split["summary"]), [summary.text for summary in summaries]
     write_predictions_csv(folder / PREDICTIONS_FILE, list(test_split["id"]), list(test_split["article"]),
-                          references, predictions)
+                          references, predictions, stopped=[STOPPED[summary.cut] for summary in summaries])
     test_rouge = {k: round(v, 4) for k, v in rouge_scores(predictions, references).items()}
     memory = peak_memory()
     payload = {

@@ -38,7 +38,7 @@ def system_row(rank: int, scored: Scored) -> dict:
     for key in ROUGE_KEYS:
         row.update({key: scored.means[key], f"{key}_ci_low": scored.ci[key][0], f"{key}_ci_high": scored.ci[key][1]})
     row.update({"empty_predictions": scored.empty_predictions, "mean_words_predicted": scored.mean_words[0],
-                "mean_words_reference": scored.mean_words[1]})
+                "mean_words_reference": scored.mean_words[1], "cut_at_limit_share": scored.cut_share})
     row.update({name: run.get(name) for name in COST_FIELDS})
     memory = run.get("peak_memory") or {}
     row.update({name: memory.get(name) for name in PEAK_MEMORY_FIELDS})
@@ -119,15 +119,17 @@ def format_ci(mean: float, low: float, high: float) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """The ranked table: ROUGE with 95% CIs, then length, empty predictions and cost columns."""
+    """The ranked table: ROUGE with 95% CIs, then empty predictions, length, the share of summaries cut at
+    max_new_tokens instead of ended with EOS ('-': unknown, e.g. lead-3 or a CSV without `Stopped`) and costs."""
     header = ["rank", "system", "method", "n", *(KEY_NAMES[k] + " [95% CI]" for k in TABLE_KEYS), "empty",
-              "words pred / ref", "trainable (% of total)", "train time", "train tok/s", "peak memory", "saved size"]
+              "words pred / ref", "cut at limit", "trainable (% of total)", "train time", "train tok/s", "peak memory", "saved size"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         method = row["method"] + (" (baseline)" if row["baseline"] else "")
         cells = [row["rank"], row["system"], method, row["n_examples"],
                  *(format_ci(row[k], row[f"{k}_ci_low"], row[f"{k}_ci_high"]) for k in TABLE_KEYS),
                  row["empty_predictions"], f"{row['mean_words_predicted']:.1f} / {row['mean_words_reference']:.1f}",
+                 "-" if _missing(row["cut_at_limit_share"]) else f"{100 * row['cut_at_limit_share']:.0f}%",
                  _trainable(row), human_seconds(row["train_wall_time_s"]),
                  "-" if _missing(row["train_tokens_per_s"]) else f"{row['train_tokens_per_s']:,.0f}",
                  _memory(row), human_bytes(row["saved_size_bytes"])]

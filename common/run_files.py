@@ -29,6 +29,8 @@ from .cli import UserError
 from .files import atomic_write_text
 
 PREDICTION_COLUMNS = ("id", "Article", "Actual Summary", "Predicted Summary")
+STOPPED_COLUMN = "Stopped"  # optional: how each summary ended
+STOPPED = {False: "eos", True: "limit"}  # keyed by "cut at max_new_tokens"
 PREDICTIONS_FILE = "predictions_test.csv"
 RUN_FILE = "run.json"
 PACKAGES = ("torch", "transformers", "peft", "accelerate", "datasets", "rouge-score", "safetensors", "tokenizers")
@@ -55,6 +57,7 @@ RUN_FIELDS = {  # the run.json fields the report reads, in its column order: (ch
     "trainable_percent": (_number, NUMBER), "tied_lm_head": (_flag, "true or false"),
     "train_wall_time_s": (_number, NUMBER), "train_tokens_per_s": (_number, NUMBER),
     "saved_size_bytes": (_number, NUMBER), "generation_tokens_per_s": (_number, NUMBER), "base_model": (_text, "text"),
+    "summaries_cut_share": (_number, NUMBER),
 }
 
 
@@ -63,11 +66,13 @@ class InputError(UserError, ValueError):
 
 
 def write_predictions_csv(path: str | Path, ids: list[str], articles: list[str], references: list[str],
-                          predictions: list[str]) -> None:
-    """The predictions CSV: `id` plus the classic `Article`, `Actual Summary`, `Predicted Summary` columns."""
-    if not len(ids) == len(articles) == len(references) == len(predictions):
-        raise ValueError("ids, articles, references and predictions must have the same length")
-    frame = pd.DataFrame(dict(zip(PREDICTION_COLUMNS, (ids, articles, references, predictions))))
+                          predictions: list[str], stopped: list[str] | None = None) -> None:
+    """The predictions CSV: `id` plus the classic `Article`, `Actual Summary`, `Predicted Summary` columns,
+    and `Stopped` (`eos`: the model ended the summary; `limit`: cut at max_new_tokens) when given."""
+    columns = [ids, articles, references, predictions] + ([stopped] if stopped is not None else [])
+    if len({len(column) for column in columns}) != 1:
+        raise ValueError("ids, articles, references, predictions (and stopped) must have the same length")
+    frame = pd.DataFrame(dict(zip((*PREDICTION_COLUMNS, STOPPED_COLUMN), columns)))
     atomic_write_text(path, frame.to_csv(index=False))
 
 

@@ -134,9 +134,11 @@ def check_outputs(out_dir, method, n_test):
     import pandas as pd
 
     frame = pd.read_csv(out_dir / "predictions_test.csv", keep_default_na=False)
-    assert list(frame.columns) == ["id", "Article", "Actual Summary", "Predicted Summary"]
-    assert len(frame) == n_test and frame["id"].is_unique
+    assert list(frame.columns) == ["id", "Article", "Actual Summary", "Predicted Summary", "Stopped"]
+    assert len(frame) == n_test and frame["id"].is_unique and set(frame["Stopped"]) <= {"eos", "limit"}
     run_json = json.loads((out_dir / "run.json").read_text())
+    cut = (frame["Stopped"] == "limit").sum()
+    assert run_json["summaries_cut_at_limit"] == cut and run_json["summaries_cut_share"] == round(cut / n_test, 4)
     assert RUN_FIELDS <= set(run_json), RUN_FIELDS - set(run_json)
     assert run_json["method"] == method and 0 < run_json["trainable"] < run_json["total"]
     assert run_json["examples"]["test"]["used"] == n_test and run_json["train_steps"] == 2

@@ -12,6 +12,7 @@ from rouge_score import rouge_scorer
 import evaluate_all
 from common.cli import ConfigError, run
 from common.evaluation import System, add_lead3, align_systems, compare, lead3, load_system, load_systems
+from common.run_files import InputError
 from common.metrics import ROUGE_KEYS, calculate_rouge_from_csv, rouge_per_example
 from common.run_files import InputError, discover_run_dirs, read_predictions_csv, run_name
 from common.stats import bootstrap_ci, paired_permutation_test
@@ -399,3 +400,29 @@ def test_prediction_ids_are_text_so_01_and_1_differ_and_na_is_an_id(tmp_path):
     path.write_text("id,Actual Summary,Predicted Summary\nNA,a,b\n01,c,d\nNA,e,f\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"preds\.csv: repeated id\(s\), e\.g\. \['NA'\]"):
         load_system(path)
+
+
+def test_cut_at_limit_share_comes_from_the_stopped_column_on_the_compared_rows(tmp_path):
+    runs = tmp_path / "runs"
+    lora = rows(4)
+    lora["Stopped"] = ["eos", "limit", "eos", "eos"]
+    make_run(runs, "lora", lora, run_json("lora", 4000, 30.0))
+    make_run(runs, "zero_shot", {**rows(4), "Stopped": ["limit"] * 4}, run_json("zero_shot", 0, None))
+    make_run(runs, "old", rows(4), run_json("lora", 10, 1.0))  # a CSV from before the column: unknown
+    out = tmp_path / "out"
+    evaluate_all.main(["--runs_dir", str(runs), "--output_dir", str(out), *FAST])
+    table = pd.read_csv(out / "comparison.csv").set_index("system")
+    assert table["cut_at_limit_share"].fillna(-1).to_dict() == {"lora": 0.25, "zero_shot": 1.0, "old": -1,
+                                                                 "lead3": -1}
+    report = (out / "comparison.md").read_text()
+    assert "| words pred / ref | cut at limit |" in report
+    assert "| 25% |" in report and "| 100% |" in report
+
+
+def test_a_wrong_stopped_value_names_the_file_and_line(tmp_path):
+    from common.evaluation import load_system
+
+    folder = make_run(tmp_path, "lora", {**rows(3), "Stopped": ["eos", "maybe", "limit"]}, run_json("lora", 1, 1.0))
+    with pytest.raises(InputError, match=r"predictions_test.csv: column 'Stopped' must hold \['eos', 'limit'\]; "
+                                         r"line 3 holds 'maybe'"):
+        load_system(folder)

@@ -71,7 +71,7 @@ def test_batched_generation_equals_one_at_a_time(method, tiny_model_dir, tiny_to
     batched = generate_local(model, tiny_tokenizer, prompts, gen)
     single = [generate_local(model, tiny_tokenizer, [p], gen)[0] for p in prompts]
     assert batched == single
-    assert any(text for text in batched)
+    assert any(summary.text for summary in batched)
 
 
 def test_finetune_with_tied_head_trains_embeddings_and_counts_once(tiny_model_dir):

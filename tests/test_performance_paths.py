@@ -70,7 +70,24 @@ def test_generate_local_decodes_generate_local_tokens(method, tiny_model_dir, ti
     tokens = generate_local_tokens(model, tiny_tokenizer, prompts, gen)
     assert all(tiny_tokenizer.eos_token_id not in row for row in tokens)
     assert generate_local(model, tiny_tokenizer, prompts, gen) == \
-        [tiny_tokenizer.decode(row, skip_special_tokens=True).strip() for row in tokens]
+        [(tiny_tokenizer.decode(row, skip_special_tokens=True).strip(), len(row) == 8) for row in tokens]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_summary_is_cut_only_when_it_reaches_max_new_tokens_without_eos(method, tiny_model_dir, tiny_tokenizer):
+    prompts = build_prompts(tiny_tokenizer, ARTICLES, DataArguments(prompt_template="{article}\nTL;DR:"))
+    gen = GenerationArguments(max_new_tokens=5, generation_batch_size=2)
+    model = build(method, tiny_model_dir)
+    tokens = generate_local_tokens(model, tiny_tokenizer, prompts, gen)
+    assert [s.cut for s in generate_local(model, tiny_tokenizer, prompts, gen)] == [len(t) == 5 for t in tokens]
+    # Final norm -> constant EOS embedding: logits = wte @ (10 * wte[eos]), largest at EOS itself, so every
+    # summary ends at once with EOS: empty and not cut.
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    norm, eos = base.transformer.ln_f, tiny_tokenizer.eos_token_id
+    with torch.no_grad():
+        norm.weight.zero_()
+        norm.bias.copy_(10 * base.transformer.wte.weight[eos])
+    assert generate_local(model, tiny_tokenizer, prompts, gen) == [("", False)] * len(prompts)
 
 
 def test_soft_prompt_padding_stays_in_front_of_the_prompt(tiny_model_dir, tiny_tokenizer):
