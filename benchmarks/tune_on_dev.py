@@ -42,8 +42,9 @@ RESULTS_DIR = ROOT / "benchmarks" / "results" / "quality" / "dev"
 
 
 def variant_yaml(base: dict, overrides: dict, dev_file: str, output_dir: Path) -> str:
-    """The base preset with the overrides, the dev rows as the test split and this variant's folder."""
-    fields = {**base, **overrides, "test_file": dev_file, "max_test_samples": None,
+    """The base preset with the overrides, the dev rows as the test split (all of them unless the overrides
+    set max_test_samples) and this variant's folder."""
+    fields = {**base, "max_test_samples": None, **overrides, "test_file": dev_file,
               "output_dir": str(output_dir.relative_to(ROOT))}
     return yaml.safe_dump(fields, sort_keys=False, allow_unicode=True)
 
