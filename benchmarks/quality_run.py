@@ -15,8 +15,8 @@ to the project root) and carves them, seeded and disjoint (`benchmarks/quality_d
 
 Each preset in `configs/quality/` trains on the train rows (budget in examples, sized for about 10-20
 minutes per method on 2 quiet cores), scores a learning curve on 16 dev rows, and writes the summaries
-of a seeded 250 of the CNN test rows (`max_test_samples`: generation costs about 2 s per article on 2
-cores); then each trained run (and zero-shot) summarises a seeded 200 of the mixed test rows
+of a seeded 200 of the CNN test rows (`max_test_samples`: generation costs about 2.5 s per article on 2
+cores); then each trained run (and zero-shot) summarises a seeded 150 of the mixed test rows
 (`MIXED_TEST_USED`) from its saved adapter
 (`common.predict --trained_path`, run.json keeps the training run's costs). `evaluate_all.py` compares
 each test set into `runs/quality/comparison/<test-set>/`, and its `comparison.json` and plots are copied to
@@ -54,7 +54,7 @@ RUNS_DIR = ROOT / "runs" / "quality"
 RESULTS_DIR = ROOT / "benchmarks" / "results" / "quality"
 TEST_SETS = {"cnn": "test_cnn", "mixed": "test_mixed"}
 COPIED = ("comparison.json", "comparison.md", "learning_curves.png")
-MIXED_TEST_USED = 200  # a seeded subset of the 300 held-out mixed rows (CPU time; the CNN set: max_test_samples)
+MIXED_TEST_USED = 150  # a seeded subset of the 300 held-out mixed rows (CPU time; the CNN set: max_test_samples)
 
 
 def read_rows(path: Path) -> list[dict]:
