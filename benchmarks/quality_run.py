@@ -13,10 +13,10 @@ to the project root) and carves them, seeded and disjoint (`benchmarks/quality_d
 - `test_cnn.jsonl`: the 500 test rows (HF test[0:500], CNN stories only, short highlights);
 - `test_mixed.jsonl`: 300 validation rows, DailyMail and CNN in the full test split's proportion (90/10).
 
-Each preset in `configs/quality/` trains on the train rows (budget in examples, sized for about 10-20
+Each preset in `configs/quality/` trains on the train rows (budget in examples, sized for about 15-30
 minutes per method on 2 quiet cores), scores a learning curve on 16 dev rows, and writes the summaries
 of a seeded 200 of the CNN test rows (`max_test_samples`: generation costs about 2.5 s per article on 2
-cores); then each trained run (and zero-shot) summarises a seeded 150 of the mixed test rows
+cores); then each trained run (and zero-shot) summarises a seeded 100 of the mixed test rows
 (`MIXED_TEST_USED`) from its saved adapter
 (`common.predict --trained_path`, run.json keeps the training run's costs). `evaluate_all.py` compares
 each test set into `runs/quality/comparison/<test-set>/`, and its `comparison.json` and plots are copied to
@@ -54,7 +54,7 @@ RUNS_DIR = ROOT / "runs" / "quality"
 RESULTS_DIR = ROOT / "benchmarks" / "results" / "quality"
 TEST_SETS = {"cnn": "test_cnn", "mixed": "test_mixed"}
 COPIED = ("comparison.json", "comparison.md", "learning_curves.png")
-MIXED_TEST_USED = 150  # a seeded subset of the 300 held-out mixed rows (CPU time; the CNN set: max_test_samples)
+MIXED_TEST_USED = 100  # a seeded subset of the 300 held-out mixed rows (CPU time; the CNN set: max_test_samples)
 
 
 def read_rows(path: Path) -> list[dict]:
