@@ -1,6 +1,6 @@
 """Real-data quality run: the three methods against zero-shot and lead-3 on two real test sets.
 
-    python benchmarks/quality_run.py                 # about 2 hours on 2 quiet CPU cores
+    python benchmarks/quality_run.py                 # 73 min on a quiet 2-core Xeon @ 2.50GHz (measured)
     python benchmarks/quality_run.py --carve_only    # only write the splits (for benchmarks/tune_on_dev.py)
     python benchmarks/quality_run.py --generate_only # new generation settings, no retraining
 
