@@ -116,7 +116,7 @@ def compare(test_set: str, folders: list[str]) -> None:
             shutil.copyfile(output / name, RESULTS_DIR / test_set / name)
 
 
-def make_parser_() -> argparse.ArgumentParser:
+def quality_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data_dir", default=str(DEFAULT_DATA), help="Folder holding the real CNN/DailyMail "
                         "rows as train.jsonl, validation.jsonl and test.jsonl; every split (train, dev and both "
@@ -135,7 +135,7 @@ def make_parser_() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = make_parser_().parse_args(argv)
+    args = quality_parser().parse_args(argv)
     os.chdir(ROOT)
     data_dir = Path(args.data_dir)
     missing = [name for name in ("train.jsonl", "validation.jsonl", "test.jsonl") if not (data_dir / name).is_file()]

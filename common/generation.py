@@ -206,10 +206,10 @@ def generate_summaries_and_stops(model, tokenizer, prompts: list[list[int]], gen
         return generate_local(model, tokenizer, prompts, gen_args)
     indices = list(range(state.process_index, len(prompts), state.num_processes))
     local = generate_local(model, tokenizer, [prompts[i] for i in indices], gen_args)
-    pairs = [(i, tuple(summary)) for i, summary in zip(indices, local)]
+    pairs = list(zip(indices, local))
     if state.num_processes > 1:
         pairs = gather_object(pairs)
-    by_index = {i: Summary(*summary) for i, summary in pairs}
+    by_index = dict(pairs)
     missing = [i for i in range(len(prompts)) if i not in by_index]
     if missing:
         raise RuntimeError(f"generation lost prompts {missing[:5]} while gathering across processes")

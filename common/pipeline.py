@@ -189,8 +189,7 @@ def export(cfg: RunConfig, run: Run, model, tokenizer, summary: dict) -> None:
 
 
 def write_results(folder: Path, cfg: RunConfig, test_split, summaries: list[Summary], counts, params, train_stats,
-                  gen_stats,
-                  carried: dict | None = None) -> dict:
+                  gen_stats, carried: dict | None = None) -> dict:
     """Write predictions_test.csv and run.json into `folder` (the staging folder) and return the payload.
 
     `carried`: fields from the training run whose saved weights generated these predictions (see

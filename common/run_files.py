@@ -57,7 +57,6 @@ RUN_FIELDS = {  # the run.json fields the report reads, in its column order: (ch
     "trainable_percent": (_number, NUMBER), "tied_lm_head": (_flag, "true or false"),
     "train_wall_time_s": (_number, NUMBER), "train_tokens_per_s": (_number, NUMBER),
     "saved_size_bytes": (_number, NUMBER), "generation_tokens_per_s": (_number, NUMBER), "base_model": (_text, "text"),
-    "summaries_cut_share": (_number, NUMBER),
 }
 
 
