@@ -13,7 +13,9 @@ For each method (lora, soft_prompt, finetune), on the same model, examples and p
 process, with the three paths interleaved step by step (the order rotating) so that a busy machine slows all
 alike:
 
-- ours:  the project's path. parse_run_config -> build_method -> build_trainer; batches from the
+- ours:  the project's path. parse_run_config -> prepare_base_model (the fused kernels of
+         common/fast_kernels.py: GPT-Neo's attention through SDPA, its gelu_new through one kernel; stock
+         and naive run the model's own classes) -> build_method -> build_trainer; batches from the
          Trainer's length-grouped dataloader and PaddingCollator (dynamic padding); trainer.training_step
          (SummarizationTrainer.compute_loss -> label_position_loss, LM head only at labelled positions);
          the Trainer's AdamW. Generation: common.generation.generate_local_tokens (what generate_local
@@ -74,7 +76,8 @@ from common.config import parse_run_config  # noqa: E402
 from common.data import load_splits  # noqa: E402
 from common.generation import generate_local_tokens  # noqa: E402
 from common.methods import build_method, method_names  # noqa: E402
-from common.models import load_base_model, load_tokenizer  # noqa: E402
+from common.fast_kernels import eager_kernels  # noqa: E402
+from common.models import load_base_model, load_tokenizer, prepare_base_model  # noqa: E402
 from common.files import write_json  # noqa: E402
 from common.run_files import package_versions  # noqa: E402
 from common.tokenization import IGNORE_INDEX, build_prompts  # noqa: E402
@@ -189,8 +192,9 @@ def model_source(name: str, tmp: Path, tokenizer: str | None = None):
     return None, smollm, lambda: copy.deepcopy(base)
 
 
-def run_config(args, method: str, data: Path, model_dir, tokenizer_dir: str, tmp: Path):
-    """The RunConfig a training script would parse for this benchmark's sizes, on `data`'s train and test rows."""
+def run_config(args, method: str, data: Path, model_dir, tokenizer_dir: str, tmp: Path, extra: list[str] = ()):
+    """The RunConfig a training script would parse for this benchmark's sizes, on `data`'s train and test rows;
+    `extra`: further flags (e.g. ["--lora_dropout", "0"]) that only the method they belong to accepts."""
     flags = ["--model_name_or_path", model_dir or tokenizer_dir, "--tokenizer_name_or_path", tokenizer_dir,
              "--train_file", str(data / "train.jsonl"), "--validation_file", str(data / "test.jsonl"),
              "--test_file", str(data / "test.jsonl"), "--max_train_samples", str(args.train_pool),
@@ -203,14 +207,14 @@ def run_config(args, method: str, data: Path, model_dir, tokenizer_dir: str, tmp
              "--bf16", str(args.dtype == "bf16"), "--fp16", str(args.dtype == "fp16")]
     if args.model == "offline":
         flags.append("--use_chat_template")
-    return parse_run_config(method, flags)
+    return parse_run_config(method, flags + list(extra))
 
 
 def bench_method(args, cfg, make_base, peaks: list) -> dict:
     """Build the method once and time ours, stock and naive on the same model, examples and prompts."""
     tokenizer = load_tokenizer(cfg.model)
     splits, _ = load_splits(cfg.data)
-    base = make_base() if make_base else load_base_model(cfg.model)
+    base = prepare_base_model(make_base(), cfg.model) if make_base else load_base_model(cfg.model)
     model = build_method(cfg.method_name, base, cfg.method, cfg.model).to(args.device)
     trainer = build_trainer(cfg, model, tokenizer, splits)
     batches = draw_batches(trainer, args.warmup + args.steps)
@@ -262,8 +266,8 @@ def time_training(args, trainers, model, tokenizer, cfg, batches, flops) -> dict
     trainer.create_optimizer()
     stock.create_optimizer()
     steps = {"ours": lambda b: ours_step(trainer, model, params, b),
-             "stock": lambda b: ours_step(stock, model, params, b),  # the same Trainer step, stock's loss
-             "naive": naive_stepper(model, params, cfg.training)}
+             "stock": eager(model, lambda b: ours_step(stock, model, params, b)),  # the same step, stock's loss
+             "naive": eager(model, naive_stepper(model, params, cfg.training))}
     inputs = {"ours": batches, "stock": stock_batches(stock, batches, args.warmup),
               "naive": [naive_batch(b, tokenizer.pad_token_id, length) for b in batches]}
     records, memory = {path: [] for path in PATHS}, {}
@@ -277,6 +281,15 @@ def time_training(args, trainers, model, tokenizer, cfg, batches, flops) -> dict
                 records[path].append((seconds, inputs[path][i] if path == "stock" else batches[i], inputs[path][i]))
     return {path: summarize_training(rows, memory[path], flops, head_everywhere=path != "ours")
             for path, rows in records.items()}
+
+
+def eager(model, fn):
+    """`fn` run with the model's own classes instead of the fused kernels (stock and naive code has no such
+    swap: common/fast_kernels.py)."""
+    def run(*args):
+        with eager_kernels(model):
+            return fn(*args)
+    return run
 
 
 def ours_step(trainer, model, params, batch) -> None:
@@ -319,8 +332,8 @@ def time_generation(args, model, tokenizer, prompts, cfg, first: int) -> dict:
     """Ours (length-sorted batches, in-place cache), stock (batches in input order, default cache) and naive
     (one prompt at a time), same greedy settings; PATHS[first] goes first."""
     paths = {"ours": lambda p, g: generate_local_tokens(model, tokenizer, p, g),
-             "stock": lambda p, g: stock_generate(model, tokenizer, p, g),
-             "naive": lambda p, g: naive_generate(model, tokenizer, p, g)}
+             "stock": eager(model, lambda p, g: stock_generate(model, tokenizer, p, g)),
+             "naive": eager(model, lambda p, g: naive_generate(model, tokenizer, p, g))}
     warmup = dataclasses.replace(cfg.generation, max_new_tokens=2)
     results = {}
     for path in PATHS[first:] + PATHS[:first]:

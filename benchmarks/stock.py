@@ -26,6 +26,7 @@ import torch
 from datasets import Dataset
 from transformers import DataCollatorForSeq2Seq, Trainer
 
+from common.fast_kernels import eager_kernels
 from common.generation import cut_at_eos, generate_token_batch, generation_config
 from common.methods import num_virtual_tokens
 from common.tokenization import IGNORE_INDEX
@@ -69,13 +70,15 @@ def stock_batches(trainer: Trainer, batches: list[dict], warmup: int) -> list[di
 
 def probe_losses(ours_trainer, trainer: Trainer, model, batch: dict) -> dict:
     """Ours' and the stock loss on the same examples with the same weights, before any step: dropout off, fp32,
-    each through its Trainer's compute_loss (ours: label_position_loss; stock: model(**batch).loss)."""
+    each through its Trainer's compute_loss (ours: label_position_loss and the fused kernels; stock:
+    model(**batch).loss and the model's own classes)."""
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             ours = float(ours_trainer.compute_loss(model, batch))
-            stock = float(trainer.compute_loss(model, stock_collate(trainer, batch)))
+            with eager_kernels(model):
+                stock = float(trainer.compute_loss(model, stock_collate(trainer, batch)))
     finally:
         model.train(was_training)
     return {"ours": ours, "stock": stock, "max_abs_difference": abs(ours - stock)}

@@ -61,6 +61,11 @@ class ModelArguments:
         metadata={"help": "Attention kernel passed to from_pretrained ('eager', 'sdpa', 'flash_attention_2'). "
                   "GPT-Neo supports only 'eager' and 'flash_attention_2'. Default: the model's own choice."},
     )
+    fast_kernels: bool = field(
+        default=True,
+        metadata={"help": "Swap the model's step-by-step GPT-Neo attention and gelu_new for fused kernels with the "
+                  "same formulas (common/fast_kernels.py; outputs equal to float rounding); false keeps its own."},
+    )
 
     @property
     def tokenizer_path(self) -> str:

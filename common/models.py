@@ -19,6 +19,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from .cli import ConfigError
+from .fast_kernels import use_fast_kernels
 from .hub import LOCAL_PATH_HINT, HubUnreachableError, cache_then_hub, is_hub_id
 from .methods import load_trained
 from .run_files import RUN_FILE
@@ -49,11 +50,22 @@ def load_tokenizer(model_args):
 
 
 def load_base_model(model_args):
-    """The base causal LM in fp32 (mixed precision, if any, comes from --bf16/--fp16 autocast)."""
+    """The base causal LM in fp32 (mixed precision, if any, comes from --bf16/--fp16 autocast), with fused
+    kernels where the model has step-by-step ones (`prepare_base_model`)."""
     kwargs = {"dtype": torch.float32}
     if model_args.attn_implementation:
         kwargs["attn_implementation"] = model_args.attn_implementation
-    return from_pretrained_or_explain(AutoModelForCausalLM, model_args.model_name_or_path, "model", **kwargs)
+    model = from_pretrained_or_explain(AutoModelForCausalLM, model_args.model_name_or_path, "model", **kwargs)
+    return prepare_base_model(model, model_args)
+
+
+def prepare_base_model(model, model_args):
+    """The loaded model with the fused kernels of common/fast_kernels.py unless --fast_kernels false."""
+    if model_args.fast_kernels:
+        swapped = use_fast_kernels(model)
+        if swapped:
+            logger.info("fused kernels in place of the model's own: %s", swapped)
+    return model
 
 
 def merged_for_generation(model):

@@ -20,7 +20,8 @@ class LoraArguments:
 
     r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA input (PEFT's default 0: on 2 CPU "
+                                "cores 0.05 costs a fifth of a GPT-Neo-125M step, benchmarks/profile_step.py)."})
     target_modules: list[str] = field(
         default_factory=lambda: ["all-linear"],
         metadata={"help": "Module names to adapt; 'all-linear' adapts every linear layer but the LM head, which "
