@@ -17,6 +17,11 @@ Errors name rows as a user finds them: `line N` in JSON Lines and CSV files (1-b
 own line), `record N` in a JSON list and `row N` in parquet (1-based), `index N` in a Hub split
 (`dataset[N]`).
 
+Parquet files and Hub splits stay in Arrow (`ArrowRows`): the rows to keep are found with Arrow's
+vectorised string kernels (its whitespace trim is Python's `str.strip`, checked on every code point), and
+only the id column becomes Python values, so memory grows with the text itself, not with a pandas copy
+of it (benchmarks/data_scaling.py). JSON and CSV files, whose errors name lines, are read with pandas.
+
 Example:
     >>> splits, counts = load_splits(cfg.data)
     >>> splits["train"].column_names
@@ -35,8 +40,12 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from datasets import Dataset, DatasetDict
 
 from .cli import DataError
@@ -52,8 +61,29 @@ SUFFIXES = DATA_FILE_SUFFIXES  # one list: checked when flags are parsed and aga
 SHOWN = 3  # bad rows or ids named in one error message
 
 
-def read_table(path: str, flag: str) -> pd.DataFrame:
-    """Read a .jsonl/.json/.csv/.parquet file into a DataFrame of raw values, with no NA coercion.
+@dataclass(frozen=True)
+class ArrowRows:
+    """A split's raw rows as an Arrow table (parquet, Hub) and how a user names its rows: `row` (1-based,
+    parquet) or `index` (0-based, a Hub split's `dataset[N]`)."""
+
+    table: pa.Table
+    unit: str
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    @property
+    def columns(self) -> list[str]:
+        return self.table.column_names
+
+    def row_names(self, positions: list[int]) -> list[str]:
+        first = 1 if self.unit == "row" else 0
+        return [f"{self.unit} {p + first}" for p in positions]
+
+
+def read_table(path: str, flag: str) -> pd.DataFrame | ArrowRows:
+    """Read a .jsonl/.json/.csv file into a DataFrame of raw values, with no NA coercion, or a .parquet
+    file into `ArrowRows` (Arrow's own types: ints stay ints next to nulls).
 
     The index numbers the rows as the file does, its name saying in what: `line` (JSON Lines: the
     file's 1-based line), `record` (a JSON list), `row` (CSV or parquet data rows, 1-based).
@@ -72,14 +102,16 @@ def read_table(path: str, flag: str) -> pd.DataFrame:
         if suffix == ".csv":
             table = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
         elif suffix == ".parquet":
-            table = pd.read_parquet(path, dtype_backend="numpy_nullable")  # ints stay ints next to nulls
+            import pyarrow.parquet as pq
+
+            return ArrowRows(pq.read_table(path), unit="row")
         else:
             return _read_json_records(path, where, suffix)
     except pd.errors.EmptyDataError:
         raise DataError(f"{where}: the file is empty (no header, no rows)") from None
     except DataError:
         raise
-    except (ValueError, OSError, pd.errors.ParserError) as error:
+    except (ValueError, OSError, pd.errors.ParserError, pa.ArrowException) as error:
         raise DataError(f"{where}: cannot read it as {suffix}: {error}") from error
     table.index = pd.RangeIndex(1, len(table) + 1, name="row")
     return table
@@ -141,7 +173,7 @@ def _json_kind(value) -> str:
     return next(name for kind, name in kinds if isinstance(value, kind))
 
 
-def normalise_table(table: pd.DataFrame, data_args: DataArguments, source: str, split: str,
+def normalise_table(table: pd.DataFrame | ArrowRows, data_args: DataArguments, source: str, split: str,
                     path: str | None = None) -> tuple[Dataset, int]:
     """Keep `id`, `article`, `summary` as strings; drop and count rows that are not usable text.
 
@@ -155,15 +187,44 @@ def normalise_table(table: pd.DataFrame, data_args: DataArguments, source: str, 
         if column not in table.columns:
             raise DataError(f"{source}: no column '{column}' (columns: {list(map(str, table.columns))}); "
                             f"set --{flag} to the column holding the {flag.split('_')[0]}")
+    if isinstance(table, ArrowRows):
+        return _normalise_arrow(table, data_args, source, split)
     articles = table[data_args.article_column].tolist()
     summaries = table[data_args.summary_column].tolist()
     keep = [row for row in range(len(table)) if _is_text(articles[row]) and _is_text(summaries[row])]
+    ids = table[data_args.id_column].tolist() if data_args.id_column in table.columns else None
     columns = {
-        "id": _kept_ids(table, keep, data_args.id_column, source, split, path),
+        "id": _kept_ids(ids, keep, data_args.id_column, source, split,
+                        lambda positions: _row_names(table, positions, path)),
         "article": [articles[row].strip() for row in keep],
         "summary": [summaries[row].strip() for row in keep],
     }
     return Dataset.from_dict(columns), len(table) - len(keep)
+
+
+def _normalise_arrow(rows: ArrowRows, data_args: DataArguments, source: str, split: str) -> tuple[Dataset, int]:
+    """`normalise_table` in Arrow: trim both text columns, keep the rows where both are non-empty text."""
+    article = _trimmed_text(rows.table.column(data_args.article_column))
+    summary = _trimmed_text(rows.table.column(data_args.summary_column))
+    usable = pc.and_(pc.greater(pc.utf8_length(article), 0), pc.greater(pc.utf8_length(summary), 0))
+    usable = pc.fill_null(usable, False)
+    keep = np.flatnonzero(usable.to_numpy(zero_copy_only=False)).tolist()
+    ids = rows.table.column(data_args.id_column).to_pylist() if data_args.id_column in rows.columns else None
+    kept_ids = _kept_ids(ids, keep, data_args.id_column, source, split, rows.row_names)
+    table = pa.table({"id": pa.array(kept_ids, type=pa.string()), "article": article.filter(usable),
+                      "summary": summary.filter(usable)})
+    return Dataset(table), len(rows) - len(keep)
+
+
+def _trimmed_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A string column with surrounding whitespace removed; any other type is all null (no row is text)."""
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        return pc.utf8_trim_whitespace(column)
+    if pa.types.is_string_view(column.type):
+        return pc.utf8_trim_whitespace(column.cast(pa.large_string()))
+    return pa.chunked_array([pa.nulls(len(column), pa.string())])
 
 
 def _is_text(value) -> bool:
@@ -183,16 +244,16 @@ def _as_id(value) -> str | None:
     return None
 
 
-def _kept_ids(table: pd.DataFrame, keep: list[int], column: str, source: str, split: str,
-              path: str | None) -> list[str]:
-    """The ids of the kept rows: `split-<row>` without an id column; else the column's, checked."""
-    if column not in table.columns:
+def _kept_ids(values: list | None, keep: list[int], column: str, source: str, split: str,
+              row_names) -> list[str]:
+    """The ids of the kept rows: `split-<row>` without an id column (`values` None); else the column's,
+    checked. `row_names(positions)` names rows (0-based positions) as the user finds them."""
+    if values is None:
         return [f"{split}-{row}" for row in keep]
-    values = table[column].tolist()
     ids = {row: _as_id(values[row]) for row in keep}
     bad = [row for row in keep if ids[row] is None]
     if bad:
-        names = _row_names(table, bad[:SHOWN], path)
+        names = row_names(bad[:SHOWN])
         problems = ", ".join(f"{name} ({_id_problem(values[row])})" for name, row in zip(names, bad))
         raise DataError(f"{source}: {len(bad)} row(s) with an article and summary have no usable '{column}': "
                         f"{problems}; give every row an id (text or an integer), or set --id_column to a column "
@@ -202,7 +263,7 @@ def _kept_ids(table: pd.DataFrame, keep: list[int], column: str, source: str, sp
         rows_of[ids[row]].append(row)
     repeated = [(key, rows) for key, rows in rows_of.items() if len(rows) > 1]
     if repeated:
-        shown = "; ".join(f"'{key}' at {' and '.join(_row_names(table, rows[:SHOWN], path))}"
+        shown = "; ".join(f"'{key}' at {' and '.join(row_names(rows[:SHOWN]))}"
                           + (f" (+{len(rows) - SHOWN} more)" if len(rows) > SHOWN else "")
                           for key, rows in repeated[:SHOWN])
         raise DataError(f"{source}: {len(repeated)} id(s) repeated in column '{column}' (ids are compared as "
@@ -248,7 +309,7 @@ def _csv_row_lines(path: str) -> list[int] | None:
         csv.field_size_limit(limit)
 
 
-def load_split_table(split: str, data_args: DataArguments) -> tuple[pd.DataFrame, str]:
+def load_split_table(split: str, data_args: DataArguments) -> tuple[pd.DataFrame | ArrowRows, str]:
     """The raw table of one split and a description of where it came from."""
     path = getattr(data_args, FILE_FLAGS[split])
     if path is not None:
@@ -256,7 +317,7 @@ def load_split_table(split: str, data_args: DataArguments) -> tuple[pd.DataFrame
     return _load_hub_split(split, data_args), f"{data_args.dataset_name}[{split}]"
 
 
-def _load_hub_split(split: str, data_args: DataArguments) -> pd.DataFrame:
+def _load_hub_split(split: str, data_args: DataArguments) -> ArrowRows:
     """One split of `--dataset_name` from the Hub, or from the local cache when the Hub cannot answer.
 
     `datasets` falls back to its cache by itself, but only after retrying the Hub for about 25 s per
@@ -274,7 +335,8 @@ def _load_hub_split(split: str, data_args: DataArguments) -> pd.DataFrame:
             raise HubUnreachableError(f"{what} could not be loaded: {error}. {LOCAL_PATH_HINT}") from error
         require_hub(f"{what} (not in the local cache)")
         raise
-    return dataset.to_pandas()
+    return ArrowRows(dataset.flatten_indices().data.table if dataset._indices is not None else dataset.data.table,
+                     unit="index")  # the cached, memory-mapped Arrow table: no copy
 
 
 @contextlib.contextmanager

@@ -280,3 +280,49 @@ def test_a_data_error_is_one_error_line_and_exit_1(tmp_path, capsys):
     assert run(lambda argv: load_splits(local_args(path), ("train",)), []) == 1
     assert capsys.readouterr().err == (f"error: --train_file {path}: line 2 holds a JSON list, not an object; each "
                                        "line must be one object with the article and summary fields\n")
+
+
+# --- parquet and Hub splits stay in Arrow ----------------------------------------------------------------------
+
+
+def test_parquet_is_read_into_arrow_not_pandas(tmp_path):
+    from common.data import ArrowRows
+
+    path = write_file(tmp_path, "t.parquet", {"id": ["a"], "article": ["A."], "highlights": ["S."]})
+    rows = read_table(path, "train_file")
+    assert isinstance(rows, ArrowRows) and rows.unit == "row" and len(rows) == 1
+    assert rows.row_names([0, 4]) == ["row 1", "row 5"]
+
+
+WHITESPACE_ROWS = {"id": ["a", "b", "c", "d", "e"],
+                   "article": ["  Kept.\u2003", "\u2003\u00a0\x1c", "Kept too.", "\u3000", " Third.\n"],
+                   "highlights": ["\tS. ", "S.", "\u205f", "S.", "T."]}
+
+
+@pytest.mark.parametrize("name", ["t.parquet", "t.jsonl"])
+def test_unicode_whitespace_is_trimmed_and_blank_rows_dropped_alike_in_arrow_and_pandas(tmp_path, name):
+    """Arrow's trim and Python's str.strip agree: U+2003, U+00A0, U+001C, U+205F, U+3000 are whitespace."""
+    rows = [dict(zip(WHITESPACE_ROWS, values)) for values in zip(*WHITESPACE_ROWS.values())]
+    content = WHITESPACE_ROWS if name.endswith("parquet") else "".join(json.dumps(r) + "\n" for r in rows)
+    splits, counts = load_splits(local_args(write_file(tmp_path, name, content)), ("train",))
+    assert splits["train"][:] == {"id": ["a", "e"], "article": ["Kept.", "Third."], "summary": ["S.", "T."]}
+    assert counts["train"]["dropped_invalid"] == 3
+
+
+def test_dictionary_encoded_and_non_text_arrow_columns(tmp_path):
+    """A dictionary-encoded string column is text; an integer 'article' column holds no text (all dropped)."""
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"article": pa.array(["A.", "B."]).dictionary_encode(), "highlights": ["S.", "T."],
+                             "number": [1, 2]}), path)
+    splits, _ = load_splits(local_args(str(path)), ("train",))
+    assert splits["train"]["article"][:] == ["A.", "B."]
+    with pytest.raises(DataError, match=r"no usable rows \(of 2, 2 had a missing or empty 'number'"):
+        load_splits(local_args(str(path), article_column="number"), ("train",))
+
+
+def test_arrow_rows_name_hub_rows_by_index():
+    from common.data import ArrowRows
+
+    rows = ArrowRows(pa.table({"id": ["a", "b", "a"], "article": ["A."] * 3, "highlights": ["S."] * 3}), "index")
+    with pytest.raises(DataError, match=r"^cnn\[test\]: 1 id\(s\) repeated .*: 'a' at index 0 and index 2; "):
+        normalise_table(rows, DataArguments(), "cnn[test]", "test")
