@@ -192,6 +192,12 @@ def model_source(name: str, tmp: Path, tokenizer: str | None = None):
     return None, smollm, lambda: copy.deepcopy(base)
 
 
+def base_model(make_base, cfg):
+    """A fresh base model as a training script gets it (fused kernels unless --fast_kernels false): built by
+    `make_base` (gpt-neo-125m's random weights) or loaded from cfg.model's folder."""
+    return prepare_base_model(make_base(), cfg.model) if make_base else load_base_model(cfg.model)
+
+
 def run_config(args, method: str, data: Path, model_dir, tokenizer_dir: str, tmp: Path, extra: list[str] = ()):
     """The RunConfig a training script would parse for this benchmark's sizes, on `data`'s train and test rows;
     `extra`: further flags (e.g. ["--lora_dropout", "0"]) that only the method they belong to accepts."""
@@ -214,7 +220,7 @@ def bench_method(args, cfg, make_base, peaks: list) -> dict:
     """Build the method once and time ours, stock and naive on the same model, examples and prompts."""
     tokenizer = load_tokenizer(cfg.model)
     splits, _ = load_splits(cfg.data)
-    base = prepare_base_model(make_base(), cfg.model) if make_base else load_base_model(cfg.model)
+    base = base_model(make_base, cfg)
     model = build_method(cfg.method_name, base, cfg.method, cfg.model).to(args.device)
     trainer = build_trainer(cfg, model, tokenizer, splits)
     batches = draw_batches(trainer, args.warmup + args.steps)

@@ -29,12 +29,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.benchmark import (add_measurement_flags, default_data_dir, draw_batches,  # noqa: E402
+from benchmarks.benchmark import (add_measurement_flags, base_model, default_data_dir, draw_batches,  # noqa: E402
                                   model_source, ours_step, run_config, timed)
 from common.data import load_splits  # noqa: E402
 from common.generation import generate_local_tokens  # noqa: E402
 from common.methods import build_method  # noqa: E402
-from common.models import load_base_model, load_tokenizer  # noqa: E402
+from common.models import load_tokenizer  # noqa: E402
 from common.tokenization import build_prompts  # noqa: E402
 from common.trainer import build_trainer  # noqa: E402
 
@@ -104,7 +104,7 @@ def measure(args, cfg, make_base) -> dict:
     """Ours' training steps and generation for one method and length (as benchmark.py runs ours)."""
     tokenizer = load_tokenizer(cfg.model)
     splits, _ = load_splits(cfg.data)
-    base = make_base() if make_base else load_base_model(cfg.model)
+    base = base_model(make_base, cfg)
     model = build_method(cfg.method_name, base, cfg.method, cfg.model).to(args.device)
     trainer = build_trainer(cfg, model, tokenizer, splits)
     batches = draw_batches(trainer, args.warmup + args.steps)

@@ -29,12 +29,12 @@ from torch.profiler import ProfilerActivity, profile
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.benchmark import (add_measurement_flags, default_data_dir, draw_batches,  # noqa: E402
+from benchmarks.benchmark import (add_measurement_flags, base_model, default_data_dir, draw_batches,  # noqa: E402
                                   model_source, ours_step, run_config)
 from common.data import load_splits  # noqa: E402
 from common.files import write_json  # noqa: E402
 from common.methods import build_method  # noqa: E402
-from common.models import load_base_model, load_tokenizer, prepare_base_model  # noqa: E402
+from common.models import load_tokenizer  # noqa: E402
 from common.trainer import build_trainer  # noqa: E402
 
 MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::_mkl_linear", "aten::mkldnn_linear")
@@ -59,7 +59,7 @@ def profile_method(args, method: str, data: Path, tmp: Path, source) -> dict:
     cfg = run_config(args, method, data, model_dir, tokenizer_dir, tmp, extra=shlex.split(args.extra))
     tokenizer = load_tokenizer(cfg.model)
     splits, _ = load_splits(cfg.data)
-    base = prepare_base_model(make_base(), cfg.model) if make_base else load_base_model(cfg.model)
+    base = base_model(make_base, cfg)
     model = build_method(cfg.method_name, base, cfg.method, cfg.model).to(args.device)
     trainer = build_trainer(cfg, model, tokenizer, splits)
     trainer.create_optimizer()

@@ -384,3 +384,25 @@ def test_length_scaling_on_the_tiny_model(tmp_path, fixture_files, capsys):
         assert all(r["train_s_per_example"] > 0 and r["gen_prompts"] == 2 for r in rows)
         assert rows[1]["growth"]["article_tokens"] == 3
     assert "| lora | 24 |" in capsys.readouterr().out
+
+
+def test_profile_step_on_the_tiny_model(tmp_path, fixture_files, capsys):
+    """Operators sorted by self time, matmuls a share of it, and --extra reaches the method (LoRA dropout 0.1
+    puts bernoulli_ in the step; the default 0 has none)."""
+    from benchmarks.profile_step import main, make_parser
+
+    def profile(*extra):
+        return main(make_parser().parse_args([
+            "--model", "tiny", "--methods", "lora", "--steps", "1", "--warmup", "0", "--batch_size", "2",
+            "--train_pool", "4", "--max_source_length", "32", "--max_target_length", "8", "--top", "200",
+            "--data_dir", str(Path(fixture_files["train"]).parent), "--out", str(tmp_path / "profile.json"),
+            *extra]))["methods"]["lora"]
+
+    dropout, plain = profile("--extra=--lora_dropout 0.1"), profile()
+    shares = [row["share"] for row in dropout["top"]]
+    assert shares == sorted(shares, reverse=True) and sum(shares) == pytest.approx(1, abs=1e-6)
+    assert 0 < dropout["matmul_share"] < 1
+    assert "aten::bernoulli_" in {row["op"] for row in dropout["top"]}
+    assert "aten::bernoulli_" not in {row["op"] for row in plain["top"]}
+    assert json.loads((tmp_path / "profile.json").read_text())["methods"]["lora"]["top"] == plain["top"]
+    assert "| operator | s/step | share | calls/step |" in capsys.readouterr().out
