@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import json
 import logging
 import math
@@ -68,6 +69,7 @@ class ArrowRows:
 
     table: pa.Table
     unit: str
+    origin: str  # what identifies the rows' content: the file's path, size and time; the Hub split's fingerprint
 
     def __len__(self) -> int:
         return self.table.num_rows
@@ -104,7 +106,9 @@ def read_table(path: str, flag: str) -> pd.DataFrame | ArrowRows:
         elif suffix == ".parquet":
             import pyarrow.parquet as pq
 
-            return ArrowRows(pq.read_table(path), unit="row")
+            stat = Path(path).stat()
+            return ArrowRows(pq.read_table(path), unit="row",
+                             origin=f"{Path(path).resolve()}:{stat.st_size}:{stat.st_mtime_ns}")
         else:
             return _read_json_records(path, where, suffix)
     except pd.errors.EmptyDataError:
@@ -211,9 +215,12 @@ def _normalise_arrow(rows: ArrowRows, data_args: DataArguments, source: str, spl
     keep = np.flatnonzero(usable.to_numpy(zero_copy_only=False)).tolist()
     ids = rows.table.column(data_args.id_column).to_pylist() if data_args.id_column in rows.columns else None
     kept_ids = _kept_ids(ids, keep, data_args.id_column, source, split, rows.row_names)
-    table = pa.table({"id": pa.array(kept_ids, type=pa.string()), "article": article.filter(usable),
-                      "summary": summary.filter(usable)})
-    return Dataset(table), len(rows) - len(keep)
+    if len(keep) < len(rows):  # else no copy: every row is kept as trimmed
+        article, summary = article.filter(usable), summary.filter(usable)
+    table = pa.table({"id": pa.array(kept_ids, type=pa.string()), "article": article, "summary": summary})
+    # Given a fingerprint, `datasets` does not hash the whole table to make one (a full serialised copy).
+    key = (rows.origin, data_args.article_column, data_args.summary_column, data_args.id_column, split)
+    return Dataset(table, fingerprint=hashlib.sha256(repr(key).encode()).hexdigest()[:16]), len(rows) - len(keep)
 
 
 def _trimmed_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -336,7 +343,7 @@ def _load_hub_split(split: str, data_args: DataArguments) -> ArrowRows:
         require_hub(f"{what} (not in the local cache)")
         raise
     return ArrowRows(dataset.flatten_indices().data.table if dataset._indices is not None else dataset.data.table,
-                     unit="index")  # the cached, memory-mapped Arrow table: no copy
+                     unit="index", origin=dataset._fingerprint)  # the cached, memory-mapped Arrow table: no copy
 
 
 @contextlib.contextmanager

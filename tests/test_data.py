@@ -294,6 +294,17 @@ def test_parquet_is_read_into_arrow_not_pandas(tmp_path):
     assert rows.row_names([0, 4]) == ["row 1", "row 5"]
 
 
+def test_arrow_fingerprint_follows_the_file_and_the_columns(tmp_path):
+    """The cleaned split's fingerprint (given, so that `datasets` does not hash the whole table) changes with
+    the file's content and with the column flags, and not between two reads of the same file."""
+    path = write_file(tmp_path, "t.parquet", {"id": ["a"], "article": ["A."], "highlights": ["S."]})
+    first, again = (load_splits(local_args(path), ("train",))[0]["train"]._fingerprint for _ in range(2))
+    other_column = load_splits(local_args(path, id_column="none"), ("train",))[0]["train"]._fingerprint
+    write_file(tmp_path, "t.parquet", {"id": ["b"], "article": ["Other."], "highlights": ["T."]})
+    changed = load_splits(local_args(path), ("train",))[0]["train"]._fingerprint
+    assert first == again and len({first, other_column, changed}) == 3
+
+
 WHITESPACE_ROWS = {"id": ["a", "b", "c", "d", "e"],
                    "article": ["  Kept.\u2003", "\u2003\u00a0\x1c", "Kept too.", "\u3000", " Third.\n"],
                    "highlights": ["\tS. ", "S.", "\u205f", "S.", "T."]}
@@ -323,6 +334,7 @@ def test_dictionary_encoded_and_non_text_arrow_columns(tmp_path):
 def test_arrow_rows_name_hub_rows_by_index():
     from common.data import ArrowRows
 
-    rows = ArrowRows(pa.table({"id": ["a", "b", "a"], "article": ["A."] * 3, "highlights": ["S."] * 3}), "index")
+    rows = ArrowRows(pa.table({"id": ["a", "b", "a"], "article": ["A."] * 3, "highlights": ["S."] * 3}), "index",
+                     origin="cnn-test")
     with pytest.raises(DataError, match=r"^cnn\[test\]: 1 id\(s\) repeated .*: 'a' at index 0 and index 2; "):
         normalise_table(rows, DataArguments(), "cnn[test]", "test")
