@@ -406,3 +406,25 @@ def test_profile_step_on_the_tiny_model(tmp_path, fixture_files, capsys):
     assert "aten::bernoulli_" not in {row["op"] for row in plain["top"]}
     assert json.loads((tmp_path / "profile.json").read_text())["methods"]["lora"]["top"] == plain["top"]
     assert "| operator | s/step | share | calls/step |" in capsys.readouterr().out
+
+
+def test_generation_curve_on_the_tiny_model(tmp_path, fixture_files):
+    from benchmarks.generation_curve import main, make_parser
+
+    result = main(make_parser().parse_args([
+        "--model", "tiny", "--gen_examples", "3", "--batch_sizes", "1", "3", "--max_new_tokens", "4",
+        "--max_source_length", "32", "--data_dir", str(Path(fixture_files["train"]).parent),
+        "--out", str(tmp_path / "curve.json")]))
+    assert [row["batch_size"] for row in result["rows"]] == [1, 3] and result["prompts"] == 3
+    for row in result["rows"]:
+        assert 0 < row["tokens"] <= 12 and row["tokens_per_s"] == row["tokens"] / row["seconds"]
+        assert row["prefill_seconds"] > 0 and row["decode_seconds"] == row["seconds"] - row["prefill_seconds"]
+    assert json.loads((tmp_path / "curve.json").read_text())["rows"] == result["rows"]
+
+
+def test_padding_share_of_length_sorted_batches():
+    from benchmarks.generation_curve import padding_share
+
+    assert padding_share([[1, 2, 3], [4], [5, 6]], batch_size=2) == pytest.approx(1 / 7)
+    assert padding_share([[1, 2, 3], [4], [5, 6]], batch_size=1) == 0
+    assert padding_share([[1] * 4, [1]], batch_size=2) == pytest.approx(3 / 8)
