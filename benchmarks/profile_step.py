@@ -50,6 +50,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--top", type=int, default=15, help="Operators listed per method.")
     parser.add_argument("--extra", default="", help="Further training flags in one string, e.g. "
                         "--extra='--lora_dropout 0' or --extra='--fast_kernels false' (the methods they belong to).")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model's forward first; the "
+                        "warm-up steps (compilation included) are timed and reported as warmup_s.")
     parser.add_argument("--out", default=None, help="Optional JSON file for the figures.")
     return parser
 
@@ -65,15 +67,19 @@ def profile_method(args, method: str, data: Path, tmp: Path, source) -> dict:
     trainer.create_optimizer()
     params = [p for p in model.parameters() if p.requires_grad]
     batches = draw_batches(trainer, args.warmup + args.steps)
+    if args.compile:
+        model.forward = torch.compile(model.forward)
+    start = time.perf_counter()
     for batch in batches[:args.warmup]:
         ours_step(trainer, model, params, batch)
+    warmup = time.perf_counter() - start
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         start = time.perf_counter()
         for batch in batches[args.warmup:]:
             ours_step(trainer, model, params, batch)
         seconds = (time.perf_counter() - start) / args.steps
-    return summarize(prof, seconds, args.steps, [tuple(b["input_ids"].shape) for b in batches[args.warmup:]],
-                     args.top)
+    return {**summarize(prof, seconds, args.steps, [tuple(b["input_ids"].shape) for b in batches[args.warmup:]],
+                        args.top), "warmup_s": warmup, "compiled": args.compile}
 
 
 def summarize(prof, seconds: float, steps: int, shapes: list, top: int) -> dict:
@@ -89,7 +95,8 @@ def summarize(prof, seconds: float, steps: int, shapes: list, top: int) -> dict:
 
 
 def print_profile(method: str, result: dict) -> None:
-    print(f"\n{method}: {result['s_per_step']:.2f} s/step over batches {result['batch_shapes']}; "
+    print(f"\n{method}: {result['s_per_step']:.2f} s/step over batches {result['batch_shapes']} "
+          f"(warm-up {result['warmup_s']:.1f} s{', compilation included' if result['compiled'] else ''}); "
           f"matmul ops {100 * result['matmul_share']:.0f}% of self time")
     print("| operator | s/step | share | calls/step |\n|---|---|---|---|")
     for row in result["top"]:
