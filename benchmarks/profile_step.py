@@ -2,14 +2,15 @@
 grouped by operator, with each group's share of the step.
 
     HF_HUB_OFFLINE=1 python benchmarks/profile_step.py --model gpt-neo-125m --methods lora
-    HF_HUB_OFFLINE=1 python benchmarks/profile_step.py --model gpt-neo-125m --methods lora --extra='--lora_dropout 0'
-
+    HF_HUB_OFFLINE=1 python benchmarks/profile_step.py --model gpt-neo-125m --methods lora --extra='--lora_dropout 0.05'
+    HF_HUB_OFFLINE=1 python benchmarks/profile_step.py --model gpt-neo-125m --methods finetune --warmup 3 --compile
 
 It builds the method exactly as benchmarks/benchmark.py does (same RunConfig, batches from the Trainer's
 length-grouped dataloader, same Trainer step, clipping and AdamW), runs --warmup untimed steps, then profiles
 --steps steps. Printed per method: the step time, then the operators that took the most self time (CPU) with
-their share and call count, and the share of all matmul-type operators (mm, addmm, bmm, matmul, linear
-backward) against everything else: the rest is what a step spends outside the matmuls the FLOP model counts.
+their share and call count, and the share of all matmul-type operators (MATMUL_OPS: mm, addmm, bmm, baddbmm
+and MKL/oneDNN linear) against everything else: the rest is what a step spends outside the matmuls the FLOP
+model counts.
 `--out FILE` writes the same figures as JSON. Run it alone on the machine, as the benchmark.
 """
 
@@ -46,7 +47,7 @@ def make_parser() -> argparse.ArgumentParser:
     add_source_flags(parser, train_pool=100)
     parser.add_argument("--top", type=int, default=15, help="Operators listed per method.")
     parser.add_argument("--extra", default="", help="Further training flags in one string, e.g. "
-                        "--extra='--lora_dropout 0' or --extra='--fast_kernels false' (the methods they belong to).")
+                        "--extra='--lora_dropout 0.05' or --extra='--fast_kernels false' (the methods they belong to).")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model's forward first; the "
                         "warm-up steps (compilation included) are timed and reported as warmup_s.")
     parser.add_argument("--out", default=None, help="Optional JSON file for the figures.")

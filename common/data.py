@@ -39,9 +39,8 @@ import json
 import logging
 import math
 from collections import defaultdict
-from pathlib import Path
-
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
