@@ -98,7 +98,8 @@ def print_profile(method: str, result: dict) -> None:
           f"matmul ops {100 * result['matmul_share']:.0f}% of self time")
     print("| operator | s/step | share | calls/step |\n|---|---|---|---|")
     for row in result["top"]:
-        print(f"| {row['op']} | {row['self_s_per_step']:.3f} | {100 * row['share']:.1f}% | {row['calls_per_step']:.0f} |")
+        print(f"| {row['op']} | {row['self_s_per_step']:.3f} | {100 * row['share']:.1f}% | "
+              f"{row['calls_per_step']:.0f} |")
 
 
 def main(args: argparse.Namespace) -> dict:
