@@ -34,10 +34,12 @@ from .config import RunConfig
 from .files import atomic_write_text
 from .generation import unwrap_peft
 from .methods import num_virtual_tokens
+from .methods.soft_prompt import is_p_tuning_model
 from .tokenization import IGNORE_INDEX, PaddingCollator, build_prompts, tokenize_for_training
 
 logger = logging.getLogger(__name__)
 COSTS_FILE = "costs.json"
+PROMPT_ENCODER_FILE = "prompt_encoder.safetensors"  # P-tuning checkpoints: the encoder, which the adapter lacks
 STATE_FILE = "trainer_state.json"
 WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors")
 
@@ -116,9 +118,10 @@ class SummarizationTrainer(Trainer):
 
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
-        if self.args.should_save:  # written last: a checkpoint without it was cut short
+        if self.args.should_save:
             folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
-            write_costs(folder, self.costs_so_far())
+            save_prompt_encoder(unwrap_peft(self.accelerator.unwrap_model(self.model)), folder)
+            write_costs(folder, self.costs_so_far())  # written last: a checkpoint without it was cut short
 
     # PEFT refuses to reload a prompt-learning adapter as trainable (load_adapter(is_trainable=True) raises),
     # which breaks both resuming and load_best_model_at_end; load the prompt tensors in place instead.
@@ -143,11 +146,34 @@ def read_costs(checkpoint: str | Path) -> dict:
     return json.loads((Path(checkpoint) / COSTS_FILE).read_text(encoding="utf-8"))
 
 
+def save_prompt_encoder(model, folder: Path) -> None:
+    """A P-tuning model's whole prompt encoder (input embedding and encoder network) into `folder`.
+
+    The adapter file holds only the encoder's output, which generation needs and training cannot resume
+    from; other models write nothing.
+    """
+    if is_p_tuning_model(model):
+        from safetensors.torch import save_file
+
+        encoder = model.prompt_encoder[model.active_adapter]
+        save_file({k: v.detach().contiguous() for k, v in encoder.state_dict().items()},
+                  str(Path(folder) / PROMPT_ENCODER_FILE), metadata={"format": "pt"})
+
+
 def load_prompt_weights(model, checkpoint: str) -> None:
-    """Copy a checkpoint's prompt-tuning tensors into `model` in place (they stay trainable)."""
+    """Copy a checkpoint's prompt-tuning tensors (P-tuning: its whole encoder) into `model` in place (they
+    stay trainable)."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
+    if is_p_tuning_model(model):
+        path = Path(checkpoint) / PROMPT_ENCODER_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{checkpoint}: no {PROMPT_ENCODER_FILE} to resume the P-tuning encoder from "
+                                    "(the adapter file holds only its output); start again without "
+                                    "--resume_from_checkpoint")
+        model.prompt_encoder[model.active_adapter].load_state_dict(load_file(str(path)), strict=True)
+        return
     path = Path(checkpoint) / "adapter_model.safetensors"
     if not path.is_file():
         raise FileNotFoundError(f"{checkpoint}: no adapter_model.safetensors to resume the soft prompt from")
