@@ -4,7 +4,8 @@
 - `SummarizationTrainer`: that loss; validation loss averaged per token (not per batch, so it does not
   change with --per_device_eval_batch_size); every checkpoint gets a `costs.json`, written last, holding
   the training wall time, loss sum, tokens and resumes so far, so that costs accumulate across resumes
-  and a checkpoint without it is known to be incomplete.
+  and a checkpoint without it is known to be incomplete. A P-tuning checkpoint also keeps its prompt encoder
+  (`prompt_encoder.safetensors`): the adapter file holds only the encoder's output.
 - `resolve_checkpoint`: `--resume_from_checkpoint last` picks the newest complete checkpoint.
 - `train_model`: train or resume; a checkpoint at the end of training is loaded, not trained again.
 
