@@ -1,6 +1,6 @@
 """Real-data quality run: the three methods against zero-shot and lead-3 on two real test sets.
 
-    python benchmarks/quality_run.py                 # 73 min on a quiet 2-core Xeon @ 2.50GHz (measured)
+    python benchmarks/quality_run.py                 # about 2.6 h on a quiet 2-core Xeon @ 2.50GHz (stages measured)
     python benchmarks/quality_run.py --carve_only    # only write the splits (for benchmarks/tune_on_dev.py)
     python benchmarks/quality_run.py --generate_only # new generation settings, no retraining
 
@@ -13,9 +13,9 @@ to the project root) and carves them, seeded and disjoint (`benchmarks/quality_d
 - `test_cnn.jsonl`: the 500 test rows (HF test[0:500], CNN stories only, short highlights);
 - `test_mixed.jsonl`: 300 validation rows, DailyMail and CNN in the full test split's proportion (90/10).
 
-Each preset in `configs/quality/` trains on the train rows (budget in examples, sized for about 15-30
-minutes per method on 2 quiet cores), scores a learning curve on 16 dev rows, and writes the summaries
-of a seeded 200 of the CNN test rows (`max_test_samples`: generation costs about 2.5 s per article on 2
+Each preset in `configs/quality/` trains on the train rows (budget in examples, each within 60 minutes
+of training on 2 quiet cores: LoRA 960, last two blocks 1,456, P-tuning 480), scores a learning curve on 16 dev rows, and writes the summaries
+of a seeded 200 of the CNN test rows (`max_test_samples`: generation costs 2-3 s per article on 2
 cores); then each trained run (and zero-shot) summarises a seeded 100 of the mixed test rows
 (`MIXED_TEST_USED`) from its saved adapter
 (`common.predict --trained_path`, run.json keeps the training run's costs). `evaluate_all.py` compares
