@@ -114,6 +114,41 @@ def train_steps(model, batch, steps=3, lr=1e-2):
     return model.eval()
 
 
+# Training killed at a checkpoint, then resumed (test_resume_export_hub.py, test_p_tuning.py).
+
+def stop_after(step):
+    """A Trainer callback ending training once the checkpoint at `step` is saved, as a killed job would."""
+    from transformers import TrainerCallback
+
+    class StopAfter(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step >= step:
+                control.should_training_stop = True
+
+    return StopAfter()
+
+
+def trainer_for(method, model_dir, files, out_dir, extra=()):
+    """`method`'s Trainer on the fixture files: 4 steps of 2 examples, a checkpoint every 2 steps, seeded."""
+    from transformers import set_seed
+
+    from common.config import parse_run_config
+    from common.data import load_splits
+    from common.methods import build_method
+    from common.models import load_base_model, load_tokenizer
+    from common.trainer import build_trainer
+
+    cfg = parse_run_config(method, ["--model_name_or_path", str(model_dir), *data_flags(files),
+                                    "--output_dir", str(out_dir), "--max_steps", "4", "--save_strategy", "steps",
+                                    "--save_steps", "2", "--eval_strategy", "no", "--per_device_train_batch_size",
+                                    "2", "--learning_rate", "1e-2", "--save_total_limit", "5", *extra])
+    set_seed(cfg.training.seed)  # as run_method does: the LoRA init and the P-tuning encoder are random
+    tokenizer = load_tokenizer(cfg.model)
+    splits, _ = load_splits(cfg.data)
+    model = build_method(method, load_base_model(cfg.model), cfg.method, cfg.model)
+    return build_trainer(cfg, model, tokenizer, splits)
+
+
 # A script run end to end on the tiny model (test_end_to_end.py, test_performance_paths.py).
 
 RUN_FIELDS = {"method", "base_model", "trainable", "total", "trainable_percent", "tied_lm_head", "examples",

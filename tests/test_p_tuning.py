@@ -4,17 +4,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from torch.testing import assert_close
-from transformers import AutoModelForCausalLM, TrainerCallback, set_seed
+from transformers import AutoModelForCausalLM
 
 from common.cli import ConfigError
-from common.config import DataArguments, GenerationArguments, parse_run_config
-from common.data import load_splits
+from common.config import DataArguments, GenerationArguments
 from common.generation import generate_local
-from common.methods import SoftPromptArguments, build_method, count_parameters, load_trained, save_trained
-from common.models import load_base_model, load_tokenizer
+from common.methods import SoftPromptArguments, count_parameters, load_trained, save_trained
 from common.tokenization import build_prompts
-from common.trainer import PROMPT_ENCODER_FILE, build_trainer, load_prompt_weights
-from helpers import ARTICLES, a_batch, build, data_flags, train_steps
+from common.trainer import PROMPT_ENCODER_FILE, load_prompt_weights
+from helpers import ARTICLES, a_batch, build, stop_after, train_steps, trainer_for
 
 P_TUNING = SoftPromptArguments(num_virtual_tokens=5, prompt_encoder="mlp")
 
@@ -65,24 +63,11 @@ def test_prompt_init_defaults_to_text_for_prompt_tuning_and_random_for_p_tuning(
     assert P_TUNING.init == "random"
 
 
-class StopAfter(TrainerCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_save(self, args, state, control, **kwargs):
-        if state.global_step >= self.step:
-            control.should_training_stop = True
+P_TUNING_FLAGS = ("--prompt_encoder", "mlp", "--num_virtual_tokens", "3")
 
 
 def p_tuning_trainer(model_dir, files, out_dir):
-    cfg = parse_run_config("soft_prompt", [
-        "--model_name_or_path", str(model_dir), *data_flags(files), "--output_dir", str(out_dir), "--max_steps", "4",
-        "--save_strategy", "steps", "--save_steps", "2", "--eval_strategy", "no", "--per_device_train_batch_size", "2",
-        "--learning_rate", "1e-2", "--prompt_encoder", "mlp", "--num_virtual_tokens", "3"])
-    set_seed(cfg.training.seed)  # the encoder's initialisation is random
-    splits, _ = load_splits(cfg.data)
-    model = build_method("soft_prompt", load_base_model(cfg.model), cfg.method, cfg.model)
-    return build_trainer(cfg, model, load_tokenizer(cfg.model), splits)
+    return trainer_for("soft_prompt", model_dir, files, out_dir, P_TUNING_FLAGS)
 
 
 @pytest.mark.slow
@@ -90,7 +75,7 @@ def test_p_tuning_killed_then_resumed_equals_uninterrupted(tiny_model_dir, fixtu
     full = p_tuning_trainer(tiny_model_dir, fixture_files, tmp_path / "full")
     full.train()
     killed = p_tuning_trainer(tiny_model_dir, fixture_files, tmp_path / "killed")
-    killed.add_callback(StopAfter(2))
+    killed.add_callback(stop_after(2))
     killed.train()
     checkpoint = tmp_path / "killed" / "checkpoint-2"
     assert (checkpoint / PROMPT_ENCODER_FILE).is_file()

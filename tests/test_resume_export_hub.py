@@ -4,39 +4,13 @@
 import pytest
 import torch
 from torch.testing import assert_close
-from transformers import AutoModelForCausalLM, TrainerCallback, set_seed
+from transformers import AutoModelForCausalLM
 
 from common import hub
 from common.config import parse_run_config
-from common.data import load_splits
-from common.methods import build_method, method_names, trained_state_dict
-from common.models import load_base_model, load_tokenizer
-from common.trainer import build_trainer
+from common.methods import method_names, trained_state_dict
 from common.pipeline import run_method
-from helpers import data_flags
-
-
-class StopAfter(TrainerCallback):
-    """Ends training after `step`, as a killed job would (the checkpoint at that step is already saved)."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_save(self, args, state, control, **kwargs):
-        if state.global_step >= self.step:
-            control.should_training_stop = True
-
-
-def trainer_for(method, model_dir, files, out_dir, extra=()):
-    cfg = parse_run_config(method, ["--model_name_or_path", str(model_dir), *data_flags(files),
-                                    "--output_dir", str(out_dir), "--max_steps", "4", "--save_strategy", "steps",
-                                    "--save_steps", "2", "--eval_strategy", "no", "--per_device_train_batch_size",
-                                    "2", "--learning_rate", "1e-2", "--save_total_limit", "5", *extra])
-    set_seed(cfg.training.seed)  # as run_method does: the LoRA init is random
-    tokenizer = load_tokenizer(cfg.model)
-    splits, _ = load_splits(cfg.data)
-    model = build_method(method, load_base_model(cfg.model), cfg.method, cfg.model)
-    return build_trainer(cfg, model, tokenizer, splits)
+from helpers import data_flags, stop_after, trainer_for
 
 
 @pytest.mark.slow
@@ -45,7 +19,7 @@ def test_killed_then_resumed_equals_uninterrupted(method, tiny_model_dir, fixtur
     full = trainer_for(method, tiny_model_dir, fixture_files, tmp_path / "full")
     full.train()
     killed = trainer_for(method, tiny_model_dir, fixture_files, tmp_path / "killed")
-    killed.add_callback(StopAfter(2))
+    killed.add_callback(stop_after(2))
     killed.train()
     assert killed.state.global_step == 2
     resumed = trainer_for(method, tiny_model_dir, fixture_files, tmp_path / "killed",
