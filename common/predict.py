@@ -29,8 +29,8 @@ def predict(cfg: RunConfig) -> dict:
     tokenizer, splits, counts = load_data(cfg)
     model, carried = load_model(cfg)
     if carried:  # frozen here: the counts that matter are the training run's, carried into run.json
-        counts = f" (trained {carried['trainable']:,} of {carried['total']:,} parameters)" if "total" in carried else ""
-        print(f"Generating with {carried.get('method', 'trained weights')} from {carried['trained_path']}{counts}",
+        trained = f" (trained {carried['trainable']:,} of {carried['total']:,} parameters)" if "total" in carried else ""
+        print(f"Generating with {carried.get('method', 'trained weights')} from {carried['trained_path']}{trained}",
               flush=True)
     else:
         log_parameters(GENERATION_ONLY, count_parameters(model))

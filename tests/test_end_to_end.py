@@ -39,3 +39,4 @@ def check_generation_from_saved_weights(method, model_dir, files, trained_dir, o
         assert run[field] == source[field], field
     assert run["trained_path"] == str(trained_dir / "adapter") and run["config"]["method"]["trained_path"]
     assert run["generation_peak_memory"]["peak_rss_mib"] > 0
+    assert run["examples"] == {"test": {**source["examples"]["test"]}}  # this run's data counts, test split only
