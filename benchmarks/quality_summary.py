@@ -2,6 +2,10 @@
 trained method's paired differences against zero-shot and lead-3 (from each test set's comparison.json).
 
     python benchmarks/quality_summary.py            # reads benchmarks/results/quality/<test-set>/comparison.json
+    python benchmarks/quality_summary.py mixed_beams_4   # benchmarks/decoding_ablation.py's comparison
+
+A trained run is paired with the zero-shot run decoded the same way (`lora_beams_4` with `zero_shot_beams_4`),
+and a re-decoded run also with its greedy run.
 """
 
 from __future__ import annotations
@@ -42,13 +46,28 @@ def table(test_set: str) -> str:
                      f"{row['mean_words_predicted']:.1f} / {row['mean_words_reference']:.1f} | {cut} | {wall} | {rss} |")
     lines.append("")
     names = {row["system"]: row for row in result["systems"]}
-    zero = next((name for name, row in names.items() if row["method"] == "zero_shot"), None)
+    zero = [name for name, row in names.items() if row["method"] == "zero_shot"]
     lead = next((name for name, row in names.items() if row["method"] == "lead3"), None)
     for name, row in names.items():
-        if not row["baseline"]:
-            lines.append(f"- {name} vs zero-shot: {pair(result['pairs'], name, zero)}; vs lead-3: "
-                         f"{pair(result['pairs'], name, lead)}")
+        if row["baseline"]:
+            continue
+        suffix = decoding_suffix(name, row["method"])
+        same = f"zero_shot{suffix}" if f"zero_shot{suffix}" in zero else (zero[0] if zero else None)
+        line = f"- {name} vs {same}: {pair(result['pairs'], name, same)}; vs lead-3: {pair(result['pairs'], name, lead)}"
+        if suffix and row["method"] in names:
+            line += f"; vs its greedy run: {pair(result['pairs'], name, row['method'])}"
+        lines.append(line)
     return "\n".join(lines)
+
+
+def decoding_suffix(name: str, method: str) -> str:
+    """What a run's name adds to its method's, e.g. `_beams_4` (benchmarks/decoding_ablation.py's runs).
+
+    Example:
+        >>> decoding_suffix("lora_beams_4", "lora"), decoding_suffix("lora", "lora")
+        ('_beams_4', '')
+    """
+    return name[len(method):] if name.startswith(method) else ""
 
 
 if __name__ == "__main__":

@@ -456,3 +456,31 @@ def test_padding_share_of_length_sorted_batches():
     assert padding_share([[1, 2, 3], [4], [5, 6]], batch_size=2) == pytest.approx(1 / 7)
     assert padding_share([[1, 2, 3], [4], [5, 6]], batch_size=1) == 0
     assert padding_share([[1] * 4, [1]], batch_size=2) == pytest.approx(3 / 8)
+
+
+def test_quality_summary_pairs_each_run_with_the_zero_shot_decoded_the_same_way(tmp_path, monkeypatch):
+    from benchmarks import quality_summary
+
+    def row(system, method, baseline=False):
+        scores = {f"{key}{end}": 30.0 for key in ("rouge1", "rouge2", "rougeLsum") for end in ("", "_ci_low", "_ci_high")}
+        return {"system": system, "method": method, "baseline": baseline, **scores, "mean_words_predicted": 40.0,
+                "mean_words_reference": 50.0, "cut_at_limit_share": None, "train_wall_time_s": None, "peak_rss_mib": None}
+
+    def pair(a, b, diff):
+        return {"a": a, "b": b, "difference": dict.fromkeys(("rouge1", "rouge2", "rougeLsum"), diff),
+                "p_value": dict.fromkeys(("rouge1", "rouge2", "rougeLsum"), 0.01)}
+
+    systems = [row("lora", "lora"), row("lora_beams_4", "lora"), row("zero_shot", "zero_shot", True),
+               row("zero_shot_beams_4", "zero_shot", True), row("lead3", "lead3", True)]
+    pairs = [pair("lora", "zero_shot", 1.0), pair("lora", "lead3", -2.0), pair("zero_shot_beams_4", "lora_beams_4", 3.0),
+             pair("lora_beams_4", "lead3", -4.0), pair("lora_beams_4", "lora", 5.0)]
+    (tmp_path / "mixed_beams_4").mkdir()
+    (tmp_path / "mixed_beams_4" / "comparison.json").write_text(json.dumps(
+        {"n_examples": 100, "systems": systems, "pairs": pairs}))
+    monkeypatch.setattr(quality_summary, "RESULTS", tmp_path)
+    lines = quality_summary.table("mixed_beams_4").splitlines()
+    assert lines[-2] == "- lora vs zero_shot: R-1 +1.00 (p=0.010), R-2 +1.00 (p=0.010), R-Lsum +1.00 (p=0.010); " \
+                        "vs lead-3: R-1 -2.00 (p=0.010), R-2 -2.00 (p=0.010), R-Lsum -2.00 (p=0.010)"
+    assert lines[-1] == "- lora_beams_4 vs zero_shot_beams_4: R-1 -3.00 (p=0.010), R-2 -3.00 (p=0.010), R-Lsum -3.00 " \
+                        "(p=0.010); vs lead-3: R-1 -4.00 (p=0.010), R-2 -4.00 (p=0.010), R-Lsum -4.00 (p=0.010); " \
+                        "vs its greedy run: R-1 +5.00 (p=0.010), R-2 +5.00 (p=0.010), R-Lsum +5.00 (p=0.010)"
