@@ -2,6 +2,7 @@
 presets' own (greedy) runs of the same rows.
 
     python benchmarks/decoding_ablation.py --test_set mixed --systems finetune zero_shot --num_beams 4
+    python benchmarks/decoding_ablation.py --test_set cnn --systems zero_shot finetune --max_test_samples 100
 
 Needs a finished `benchmarks/quality_run.py` (the adapters, the carved rows and the greedy runs). Each system
 runs as a generation-only run of its preset (`quality_run.generation_preset`: same prompt, rows and token cap)
@@ -41,10 +42,13 @@ def shown(path: Path) -> str:
     return str(path.relative_to(q.ROOT)) if path.is_relative_to(q.ROOT) else str(path)
 
 
-def ablation_preset(system: str, test_set: str, folder: Path, num_beams: int, no_repeat: int) -> dict:
-    """The generation-only preset of `system` on `test_set` (as quality_run writes it), decoded differently."""
-    return {**q.generation_preset(system, q.TEST_SETS[test_set], folder), "num_beams": num_beams,
-            "no_repeat_ngram_size": no_repeat}
+def ablation_preset(system: str, test_set: str, folder: Path, num_beams: int, no_repeat: int,
+                    max_test_samples: int | None = None) -> dict:
+    """The generation-only preset of `system` on `test_set` (as quality_run writes it), decoded differently;
+    `max_test_samples` fewer rows: the first of the same seeded order, so a subset of the greedy run's rows."""
+    preset = {**q.generation_preset(system, q.TEST_SETS[test_set], folder), "num_beams": num_beams,
+              "no_repeat_ngram_size": no_repeat}
+    return {**preset, "max_test_samples": max_test_samples} if max_test_samples else preset
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -54,6 +58,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="Presets whose runs regenerate the test set (zero_shot: the base model).")
     parser.add_argument("--num_beams", type=int, default=4)
     parser.add_argument("--no_repeat_ngram_size", type=int, default=3)
+    parser.add_argument("--max_test_samples", type=int, default=None, help="Fewer rows than the presets use (CPU "
+                        "time): the first of the same seeded order, so the comparison pairs them with the greedy runs.")
     args = parser.parse_args(argv)
     os.chdir(q.ROOT)  # the presets' paths are relative to the project root
     tag = f"{args.test_set}_beams_{args.num_beams}"
@@ -65,7 +71,8 @@ def main(argv: list[str] | None = None) -> None:
     folders = []
     for system in args.systems:
         folder = q.RUNS_DIR / tag / f"{system}_beams_{args.num_beams}"
-        preset = ablation_preset(system, args.test_set, folder, args.num_beams, args.no_repeat_ngram_size)
+        preset = ablation_preset(system, args.test_set, folder, args.num_beams, args.no_repeat_ngram_size,
+                                 args.max_test_samples)
         config_file = folder.with_suffix(".yaml")
         config_file.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(config_file, yaml.safe_dump(preset, sort_keys=False, allow_unicode=True))

@@ -247,6 +247,7 @@ def test_decoding_ablation_presets_change_only_the_decoding():
         "runs/quality/finetune/adapter", "runs/quality/data/test_mixed.jsonl", MIXED_TEST_USED, 96)
     baseline = ablation_preset("zero_shot", "cnn", RUNS_DIR / "x", num_beams=2, no_repeat=0)
     assert "trained_path" not in baseline and baseline["max_new_tokens"] == 64 and baseline["max_test_samples"] == 200
+    assert ablation_preset("zero_shot", "cnn", RUNS_DIR / "x", 2, 0, max_test_samples=100)["max_test_samples"] == 100
     assert (baseline["num_beams"], baseline["no_repeat_ngram_size"], baseline["test_file"]) == (
         2, 0, "runs/quality/data/test_cnn.jsonl")
 
