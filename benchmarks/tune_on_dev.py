@@ -49,6 +49,25 @@ def variant_yaml(base: dict, overrides: dict, dev_file: str, output_dir: Path) -
     return yaml.safe_dump(fields, sort_keys=False, allow_unicode=True)
 
 
+def summary_row(variant: str, overrides: dict, run: dict) -> dict:
+    """One variant's line of the search: its overrides, test (= dev) ROUGE, lengths, share cut at the token cap
+    and generation seconds per row (from its run.json); the training time where the variant itself trained (a
+    generation-only run carries its adapter's training time, which is not this variant's).
+
+    Example:
+        >>> run = {"test_rouge": {"rouge1": 30.0}, "test_mean_words": {"predicted": 40.0, "reference": 45.0},
+        ...        "examples": {"test": {"used": 40}}, "summaries_cut_share": 0.25, "generation_wall_time_s": 100.0}
+        >>> summary_row("greedy", {}, run)["generation_s_per_row"]
+        2.5
+    """
+    used = run["examples"]["test"]["used"]
+    row = {"variant": variant, "overrides": overrides or {}, "rouge": run["test_rouge"],
+           "mean_words": run["test_mean_words"], "rows": used, "cut_share": run["summaries_cut_share"],
+           "generation_s_per_row": round(run["generation_wall_time_s"] / used, 2)}
+    trained = "train_wall_time_s" in run and not run.get("generation_only")
+    return {**row, "train_wall_time_s": run["train_wall_time_s"]} if trained else row
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("variants_file", help="YAML with method, base, dev_file and variants (see above).")
@@ -68,14 +87,15 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\n[{name}: {variant}] {overrides or 'preset as is'}", flush=True)
         cfg = run_preset(method, config_file, model_path, force=False, label=f"{name}: {variant}")
         run = json.loads((Path(cfg.training.output_dir) / RUN_FILE).read_text(encoding="utf-8"))
-        rows.append({"variant": variant, "overrides": overrides or {}, "rouge": run["test_rouge"],
-                     "mean_words": run["test_mean_words"], "rows": run["examples"]["test"]["used"]})
+        rows.append(summary_row(variant, overrides, run))
     print(f"\n{name} on {spec['dev_file']} ({rows[0]['rows']} rows)\n")
-    print("| variant | ROUGE-1 | ROUGE-2 | ROUGE-Lsum | words pred/ref |\n|---|---|---|---|---|")
+    print("| variant | ROUGE-1 | ROUGE-2 | ROUGE-Lsum | words pred/ref | cut at limit | generation s/row |\n"
+          "|---|---|---|---|---|---|---|")
     for row in rows:
         r, w = row["rouge"], row["mean_words"]
         print(f"| {row['variant']} | {r['rouge1']:.1f} | {r['rouge2']:.1f} | {r['rougeLsum']:.1f} | "
-              f"{w['predicted']:.1f} / {w['reference']:.1f} |")
+              f"{w['predicted']:.1f} / {w['reference']:.1f} | {100 * row['cut_share']:.0f}% | "
+              f"{row['generation_s_per_row']:.1f} |")
     write_json(DEV_DIR / name / "summary.json", rows)
     write_json(RESULTS_DIR / f"{name}.json", {"variants_file": str(Path(args.variants_file)), "dev_file": spec["dev_file"],
                                               "base": spec["base"], "variants": rows})

@@ -485,3 +485,16 @@ def test_quality_summary_pairs_each_run_with_the_zero_shot_decoded_the_same_way(
     assert lines[-1] == "- lora_beams_4 vs zero_shot_beams_4: R-1 -3.00 (p=0.010), R-2 -3.00 (p=0.010), R-Lsum -3.00 " \
                         "(p=0.010); vs lead-3: R-1 -4.00 (p=0.010), R-2 -4.00 (p=0.010), R-Lsum -4.00 (p=0.010); " \
                         "vs its greedy run: R-1 +5.00 (p=0.010), R-2 +5.00 (p=0.010), R-Lsum +5.00 (p=0.010)"
+
+
+def test_dev_search_row_has_cost_and_only_the_variants_own_training_time():
+    from benchmarks.tune_on_dev import summary_row
+
+    run = {"test_rouge": {"rouge1": 30.0}, "test_mean_words": {"predicted": 40.0, "reference": 45.0},
+           "examples": {"test": {"used": 40}}, "summaries_cut_share": 0.25, "generation_wall_time_s": 98.0,
+           "train_wall_time_s": 600.0}
+    assert summary_row("lr_0.3", {"learning_rate": 0.3}, run) == {
+        "variant": "lr_0.3", "overrides": {"learning_rate": 0.3}, "rouge": {"rouge1": 30.0},
+        "mean_words": {"predicted": 40.0, "reference": 45.0}, "rows": 40, "cut_share": 0.25,
+        "generation_s_per_row": 2.45, "train_wall_time_s": 600.0}
+    assert "train_wall_time_s" not in summary_row("beams_4", {}, {**run, "generation_only": True})
