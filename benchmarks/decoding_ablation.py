@@ -2,7 +2,7 @@
 presets' own (greedy) runs of the same rows.
 
     python benchmarks/decoding_ablation.py --test_set mixed --systems finetune zero_shot --num_beams 4
-    python benchmarks/decoding_ablation.py --test_set cnn --systems zero_shot finetune --max_test_samples 100
+    python benchmarks/decoding_ablation.py --test_set cnn --systems zero_shot finetune --max_test_samples 80
 
 Needs a finished `benchmarks/quality_run.py` (the adapters, the carved rows and the greedy runs). Each system
 runs as a generation-only run of its preset (`quality_run.generation_preset`: same prompt, rows and token cap)
