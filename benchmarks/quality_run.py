@@ -24,6 +24,8 @@ each test set into `runs/quality/comparison/<test-set>/`, and its `comparison.js
 
 `--generate_only` keeps the trained adapters and regenerates both test sets with each preset's current
 prompt and generation settings into `runs/quality/final/<test-set>/<method>/`, then compares those.
+The presets decode greedily; `benchmarks/decoding_ablation.py` regenerates a test set with beam search
+(preferred on the dev rows, 4-6x the generation time) beside the greedy runs.
 """
 
 from __future__ import annotations
