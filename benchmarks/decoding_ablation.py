@@ -6,17 +6,17 @@ presets' own (greedy) runs of the same rows.
 
 Needs a finished `benchmarks/quality_run.py` (the adapters, the carved rows and the greedy runs). Each system
 runs as a generation-only run of its preset (`quality_run.generation_preset`: same prompt, rows and token cap)
-with `--num_beams` and `--no_repeat_ngram_size` overridden, into `runs/quality/<test-set>_beams_<N>/<system>_beams_<N>/`;
-`evaluate_all.py` then compares them with the greedy runs, lead-3 included, and its comparison.json and
-comparison.md are copied to `benchmarks/results/quality/<test-set>_beams_<N>/`. Beam search costs about 3.5x
-the greedy generation time on CPU (every prompt is expanded to N rows before the prefill).
+with `--num_beams` and `--no_repeat_ngram_size` overridden, into
+`runs/quality/<test-set>_beams_<N>/<system>_beams_<N>/`; `evaluate_all.py` then compares them with the greedy
+runs, lead-3 included (`quality_run.compare`: comparison.json, comparison.md and the learning-curve plot are
+copied to `benchmarks/results/quality/<test-set>_beams_<N>/`). 4 beams cost 3.6-6x the greedy generation
+time on 2 CPU cores (every prompt is expanded to N rows before the prefill; longer articles cost more).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -78,14 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         atomic_write_text(config_file, yaml.safe_dump(preset, sort_keys=False, allow_unicode=True))
         run_preset(GENERATION_ONLY, config_file, model_path, force=False, label=f"{system} ({tag})")
         folders.append(shown(folder))
-    import evaluate_all
-
-    output = q.RUNS_DIR / "comparison" / tag
-    evaluate_all.main([*map(shown, greedy), *folders,
-                       "--output_dir", str(output.relative_to(q.ROOT))])
-    (q.RESULTS_DIR / tag).mkdir(parents=True, exist_ok=True)
-    for name in ("comparison.json", "comparison.md"):
-        shutil.copyfile(output / name, q.RESULTS_DIR / tag / name)
+    q.compare(tag, [*map(shown, greedy), *folders])
 
 
 if __name__ == "__main__":
