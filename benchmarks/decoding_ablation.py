@@ -5,8 +5,8 @@ presets' own (greedy) runs of the same rows.
     python benchmarks/decoding_ablation.py --test_set cnn --systems zero_shot finetune --max_test_samples 80
 
 Needs a finished `benchmarks/quality_run.py` (the adapters, the carved rows and the greedy runs). Each system
-runs as a generation-only run of its preset (`quality_run.generation_preset`: same prompt, rows and token cap)
-with `--num_beams` and `--no_repeat_ngram_size` overridden, into
+runs as a generation-only run of its preset (`quality_run.generate`: same prompt, rows and token cap) with
+`--num_beams` and `--no_repeat_ngram_size` overridden, into
 `runs/quality/<test-set>_beams_<N>/<system>_beams_<N>/`; `evaluate_all.py` then compares them with the greedy
 runs, lead-3 included (`quality_run.compare`: comparison.json, comparison.md and the learning-curve plot are
 copied to `benchmarks/results/quality/<test-set>_beams_<N>/`). 4 beams cost 3.6-6x the greedy generation
@@ -23,32 +23,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import yaml  # noqa: E402
-
 from benchmarks import quality_run as q  # noqa: E402
 from common import offline_model  # noqa: E402
-from common.config import GENERATION_ONLY  # noqa: E402
-from common.files import atomic_write_text  # noqa: E402
-from common.presets import preset_methods, run_preset  # noqa: E402
+from common.presets import preset_methods  # noqa: E402
 
 
-def greedy_folder(system: str, test_set: str) -> Path:
-    """Where `quality_run.py` wrote `system`'s greedy summaries of `test_set`."""
-    return q.RUNS_DIR / system if test_set == "cnn" else q.RUNS_DIR / "mixed" / system
-
-
-def shown(path: Path) -> str:
-    """`path` relative to the project root where it lies inside it (run names in the comparison come from it)."""
-    return str(path.relative_to(q.ROOT)) if path.is_relative_to(q.ROOT) else str(path)
-
-
-def ablation_preset(system: str, test_set: str, folder: Path, num_beams: int, no_repeat: int,
-                    max_test_samples: int | None = None) -> dict:
-    """The generation-only preset of `system` on `test_set` (as quality_run writes it), decoded differently;
-    `max_test_samples` fewer rows: the first of the same seeded order, so a subset of the greedy run's rows."""
-    preset = {**q.generation_preset(system, q.TEST_SETS[test_set], folder), "num_beams": num_beams,
-              "no_repeat_ngram_size": no_repeat}
-    return {**preset, "max_test_samples": max_test_samples} if max_test_samples else preset
+def decoding_overrides(num_beams: int, no_repeat: int, max_test_samples: int | None = None) -> dict:
+    """What the ablation changes in a system's generation preset (`quality_run.generation_preset`): the
+    decoding, and with `max_test_samples` fewer rows, the first of the same seeded order (so a subset of the
+    greedy run's rows)."""
+    rows = {"max_test_samples": max_test_samples} if max_test_samples else {}
+    return {"num_beams": num_beams, "no_repeat_ngram_size": no_repeat, **rows}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,24 +46,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max_test_samples", type=int, default=None, help="Fewer rows than the presets use (CPU "
                         "time): the first of the same seeded order, so the comparison pairs them with the greedy runs.")
     args = parser.parse_args(argv)
-    os.chdir(q.ROOT)  # the presets' paths are relative to the project root
-    tag = f"{args.test_set}_beams_{args.num_beams}"
-    greedy = [greedy_folder(system, args.test_set) for system in args.systems]
-    missing = [shown(path) for path in greedy if not (path / "run.json").is_file()]
+    os.chdir(q.ROOT)  # the presets' paths, and the run names in the comparison, are relative to the project root
+    greedy = [os.path.relpath(q.greedy_dir(args.test_set) / system) for system in args.systems]
+    missing = [path for path in greedy if not (Path(path) / "run.json").is_file()]
     if missing:
         raise SystemExit(f"error: no finished greedy run in {', '.join(missing)}; run benchmarks/quality_run.py first")
-    model_path = offline_model.ensure_model()
-    folders = []
-    for system in args.systems:
-        folder = q.RUNS_DIR / tag / f"{system}_beams_{args.num_beams}"
-        preset = ablation_preset(system, args.test_set, folder, args.num_beams, args.no_repeat_ngram_size,
-                                 args.max_test_samples)
-        config_file = folder.with_suffix(".yaml")
-        config_file.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(config_file, yaml.safe_dump(preset, sort_keys=False, allow_unicode=True))
-        run_preset(GENERATION_ONLY, config_file, model_path, force=False, label=f"{system} ({tag})")
-        folders.append(shown(folder))
-    q.compare(tag, [*map(shown, greedy), *folders])
+    tag = f"{args.test_set}_beams_{args.num_beams}"
+    overrides = decoding_overrides(args.num_beams, args.no_repeat_ngram_size, args.max_test_samples)
+    folders = q.generate(args.test_set, q.RUNS_DIR / tag, offline_model.ensure_model(), force=False,
+                         methods=args.systems, suffix=f"_beams_{args.num_beams}", **overrides)
+    q.compare(tag, [*greedy, *folders])
 
 
 if __name__ == "__main__":

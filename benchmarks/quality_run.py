@@ -76,9 +76,15 @@ def write_splits(data_dir: Path, args: argparse.Namespace) -> dict[str, int]:
     return counts
 
 
-def generation_preset(method: str, test_split: str, output_dir: Path) -> dict:
+def greedy_dir(test_set: str) -> Path:
+    """Where a quality run keeps each preset's runs on `test_set` (`<folder>/<method>/`): the CNN test rows are
+    summarised by the training runs themselves, the mixed ones by generation-only runs."""
+    return RUNS_DIR if test_set == "cnn" else RUNS_DIR / "mixed"
+
+
+def generation_preset(method: str, test_split: str, output_dir: Path, **overrides) -> dict:
     """`configs/quality/<method>.yaml` reduced to what a generation-only run takes, on `test_split`'s rows,
-    pointed at the trained run's adapter."""
+    pointed at the trained run's adapter; `overrides` (e.g. another decoding) come last."""
     values = yaml.safe_load((CONFIG_DIR / f"{method}.yaml").read_text(encoding="utf-8"))
     accepted = {action.dest for action in make_parser(GENERATION_ONLY)._actions}
     values = {key: value for key, value in values.items() if key in accepted}
@@ -88,20 +94,24 @@ def generation_preset(method: str, test_split: str, output_dir: Path) -> dict:
         values["max_test_samples"] = MIXED_TEST_USED
     if method != GENERATION_ONLY:
         values["trained_path"] = f"runs/quality/{method}/adapter"
-    return values
+    return {**values, **overrides}
 
 
-def generate(test_set: str, folder: Path, model_path: Path, force: bool) -> list[str]:
-    """Summaries of one test set from every trained adapter (and zero-shot), as generation-only runs."""
+def generate(test_set: str, folder: Path, model_path: Path, force: bool, methods: list[str] | None = None,
+             suffix: str = "", **overrides) -> list[str]:
+    """Summaries of one test set from the trained adapters of `methods` (default: every one, and zero-shot), as
+    generation-only runs in `folder/<method><suffix>/`; `overrides` change their presets (`generation_preset`)."""
+    methods = methods or preset_methods()
     folders = []
-    for number, method in enumerate(preset_methods(), start=1):
-        preset = generation_preset(method, TEST_SETS[test_set], folder / method)
+    for number, method in enumerate(methods, start=1):
+        name = f"{method}{suffix}"
+        preset = generation_preset(method, TEST_SETS[test_set], folder / name, **overrides)
         if method != GENERATION_ONLY and not (ROOT / preset["trained_path"]).is_dir():
             raise SystemExit(f"error: {preset['trained_path']} is missing; run benchmarks/quality_run.py first")
-        config_file = folder / f"{method}.yaml"
+        config_file = folder / f"{name}.yaml"
         atomic_write_text(config_file, yaml.safe_dump(preset, sort_keys=False, allow_unicode=True))
         run_preset(GENERATION_ONLY, config_file, model_path, force=force,
-                   label=f"[{number}/{len(preset_methods())}] {method} ({test_set} test rows)")
+                   label=f"[{number}/{len(methods)}] {name} ({test_set} test rows)")
         folders.append(preset["output_dir"])
     return folders
 
@@ -153,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
         sets = {name: generate(name, RUNS_DIR / "final" / name, model_path, force=True) for name in TEST_SETS}
     else:
         sets = {"cnn": run_all(CONFIG_DIR, model_path, args.force),
-                "mixed": generate("mixed", RUNS_DIR / "mixed", model_path, args.force)}
+                "mixed": generate("mixed", greedy_dir("mixed"), model_path, args.force)}
     for test_set, folders in sets.items():
         compare(test_set, folders)
     print(f"Quality run finished in {time.perf_counter() - start:.0f} s", flush=True)

@@ -232,22 +232,22 @@ def test_quality_run_writes_every_split_from_the_data_dir(tmp_path, monkeypatch)
     assert counts == {"train": 345, "dev": 10, "test_cnn": 8, "test_mixed": 50}
 
 
-
 def test_decoding_ablation_presets_change_only_the_decoding():
     """A trained run regenerates its preset's rows, prompt and token cap from its adapter, beam-decoded;
     zero-shot keeps its own cap and has no adapter."""
-    from benchmarks.decoding_ablation import ablation_preset
+    from benchmarks.decoding_ablation import decoding_overrides
     from benchmarks.quality_run import MIXED_TEST_USED, RUNS_DIR, generation_preset
 
     folder = RUNS_DIR / "mixed_beams_4" / "finetune_beams_4"
-    preset = ablation_preset("finetune", "mixed", folder, num_beams=4, no_repeat=3)
+    preset = generation_preset("finetune", "test_mixed", folder, **decoding_overrides(num_beams=4, no_repeat=3))
     greedy = generation_preset("finetune", "test_mixed", folder)
     assert {key: value for key, value in preset.items() if preset[key] != greedy.get(key)} == {"num_beams": 4}
     assert (preset["trained_path"], preset["test_file"], preset["max_test_samples"], preset["max_new_tokens"]) == (
         "runs/quality/finetune/adapter", "runs/quality/data/test_mixed.jsonl", MIXED_TEST_USED, 96)
-    baseline = ablation_preset("zero_shot", "cnn", RUNS_DIR / "x", num_beams=2, no_repeat=0)
+    baseline = generation_preset("zero_shot", "test_cnn", RUNS_DIR / "x", **decoding_overrides(num_beams=2, no_repeat=0))
     assert "trained_path" not in baseline and baseline["max_new_tokens"] == 64 and baseline["max_test_samples"] == 200
-    assert ablation_preset("zero_shot", "cnn", RUNS_DIR / "x", 2, 0, max_test_samples=100)["max_test_samples"] == 100
+    assert generation_preset("zero_shot", "test_cnn", RUNS_DIR / "x",
+                             **decoding_overrides(2, 0, max_test_samples=100))["max_test_samples"] == 100
     assert (baseline["num_beams"], baseline["no_repeat_ngram_size"], baseline["test_file"]) == (
         2, 0, "runs/quality/data/test_cnn.jsonl")
 
@@ -260,6 +260,7 @@ def test_decoding_ablation_refuses_before_any_run_without_the_greedy_runs(tmp_pa
     with pytest.raises(SystemExit, match="no finished greedy run in .*mixed/lora.*mixed/zero_shot.*quality_run.py"):
         decoding_ablation.main(["--systems", "lora", "zero_shot"])
     assert not any(tmp_path.iterdir())
+
 
 @pytest.mark.slow
 def test_benchmark_harness_on_the_tiny_model(tmp_path, fixture_files, capsys):
