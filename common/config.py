@@ -133,6 +133,9 @@ class GenerationArguments:
                                    "with ROUGE at each evaluation (0 disables; ROUGE is then absent from eval metrics)."})
     max_new_tokens: int = field(default=128, metadata={"help": "Most tokens generated per summary."})
     num_beams: int = field(default=1, metadata={"help": "1 for greedy decoding, more for beam search."})
+    eval_num_beams: int = field(default=0, metadata={"help": "Beams for the validation summaries scored at each "
+                                "evaluation (the learning curve); 0 uses --num_beams. 1 keeps the curve greedy and "
+                                "cheap while the test summaries use beam search."})
     no_repeat_ngram_size: int = field(default=0, metadata={"help": "Forbid repeating, within the generated "
                                       "summary, an n-gram of this size (0 off). Unlike transformers' own setting, "
                                       "n-grams of the article in the prompt stay allowed."})
@@ -141,7 +144,15 @@ class GenerationArguments:
 
     def __post_init__(self):
         require_at_least(self, 1, "max_new_tokens", "num_beams", "generation_batch_size")
-        require_at_least(self, 0, "num_eval_generate", "no_repeat_ngram_size")
+        require_at_least(self, 0, "num_eval_generate", "no_repeat_ngram_size", "eval_num_beams")
+
+    def for_evaluation(self) -> "GenerationArguments":
+        """The settings of the learning-curve summaries: these, with `eval_num_beams` beams where it is set.
+
+            >>> GenerationArguments(num_beams=4, eval_num_beams=1).for_evaluation().num_beams
+            1
+        """
+        return dataclasses.replace(self, num_beams=self.eval_num_beams or self.num_beams)
 
 
 @dataclass(frozen=True)

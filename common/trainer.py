@@ -237,7 +237,8 @@ def build_trainer(cfg: RunConfig, model, tokenizer, splits) -> SummarizationTrai
     if cfg.generation.num_eval_generate > 0 and cfg.training.eval_strategy != "no":
         sample = splits["validation"].select(range(min(cfg.generation.num_eval_generate, len(splits["validation"]))))
         prompts = build_prompts(tokenizer, sample["article"], cfg.data)
-        callbacks.append(GenerateAndScoreCallback(tokenizer, prompts, list(sample["summary"]), cfg.generation,
+        callbacks.append(GenerateAndScoreCallback(tokenizer, prompts, list(sample["summary"]),
+                                                  cfg.generation.for_evaluation(),
                                                   articles=list(sample["article"])))
     # The Trainer's own Hub push would upload every checkpoint; we push one prepared folder at the end.
     # The Trainer pickles its arguments into every checkpoint (training_args.bin): it never sees the token.

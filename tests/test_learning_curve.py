@@ -127,6 +127,20 @@ def test_a_resumed_run_continues_its_curve_without_scoring_the_start_again(tiny_
     assert callback.train_seconds == 5.25 and len(state.log_history) == 3
 
 
+@pytest.mark.parametrize("eval_beams, curve_beams", [("0", 3), ("1", 1)])
+def test_curve_decodes_with_eval_num_beams_else_with_num_beams(eval_beams, curve_beams, tiny_model_dir,
+                                                                 fixture_files, tmp_path):
+    from helpers import trainer_for
+
+    trainer = trainer_for("lora", tiny_model_dir, fixture_files, tmp_path, extra=(
+        "--eval_strategy", "steps", "--eval_steps", "2", "--num_eval_generate", "2", "--num_beams", "3",
+        "--eval_num_beams", eval_beams))
+    [callback] = [c for c in trainer.callback_handler.callbacks if isinstance(c, GenerateAndScoreCallback)]
+    assert callback.gen_args.num_beams == curve_beams
+    assert callback.gen_args == GenerationArguments(num_eval_generate=2, num_beams=curve_beams,
+                                                    eval_num_beams=int(eval_beams))
+
+
 def test_learning_curve_is_none_without_the_callbacks_start_entry():
     assert learning_curve([{"loss": 1.0, "step": 1}, {"eval_loss": 2.0, "step": 1}]) is None
 
