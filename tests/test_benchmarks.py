@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from transformers import GPTNeoConfig, GPTNeoForCausalLM
 
 from benchmarks.flops import FlopCounter, causal_pairs, matmul_peak
@@ -499,3 +500,20 @@ def test_dev_search_row_has_cost_and_only_the_variants_own_training_time():
         "mean_words": {"predicted": 40.0, "reference": 45.0}, "rows": 40, "cut_share": 0.25,
         "generation_s_per_row": 2.45, "train_wall_time_s": 600.0}
     assert "train_wall_time_s" not in summary_row("beams_4", {}, {**run, "generation_only": True})
+
+
+@pytest.mark.parametrize("name", ["zero_shot_decoding", "lora_decoding", "finetune_decoding", "soft_prompt_decoding"])
+def test_shipped_decoding_searches_decode_as_their_variant_names_say(name):
+    """Each variant's config file, as tune_on_dev writes it over today's preset (which decodes with 4 beams),
+    keeps the decoding its name states: `greedy*` one beam, `beams_4*` four, `*no_repeat_3` blocking."""
+    from benchmarks.tune_on_dev import DEV_DIR, ROOT, variant_yaml
+
+    spec = yaml.safe_load((ROOT / "benchmarks" / "dev_variants" / f"{name}.yaml").read_text())
+    base = yaml.safe_load((ROOT / spec["base"]).read_text())
+    decodings = {}
+    for variant, overrides in spec["variants"].items():
+        values = yaml.safe_load(variant_yaml(base, {**spec["common"], **overrides}, spec["dev_file"], DEV_DIR / variant))
+        decodings[variant] = (values.get("num_beams", 1), values.get("no_repeat_ngram_size", 0))
+    expected = {variant: (4 if variant.startswith("beams_4") else 1, 3 if variant.endswith("no_repeat_3") else 0)
+                for variant in spec["variants"]}
+    assert decodings == expected and {1, 4} <= {beams for beams, _ in decodings.values()}
