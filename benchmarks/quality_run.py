@@ -14,18 +14,19 @@ to the project root) and carves them, seeded and disjoint (`benchmarks/quality_d
 - `test_mixed.jsonl`: 300 validation rows, DailyMail and CNN in the full test split's proportion (90/10).
 
 Each preset in `configs/quality/` trains on the train rows (budget in examples, each within 60 minutes
-of training on 2 quiet cores: LoRA 960, last two blocks 1,456, P-tuning 480), scores a learning curve on 16 dev rows, and writes the summaries
-of a seeded 200 of the CNN test rows (`max_test_samples`: generation costs 2-3 s per article on 2
-cores); then each trained run (and zero-shot) summarises a seeded 100 of the mixed test rows
-(`MIXED_TEST_USED`) from its saved adapter
-(`common.predict --trained_path`, run.json keeps the training run's costs). `evaluate_all.py` compares
-each test set into `runs/quality/comparison/<test-set>/`, and its `comparison.json` and plots are copied to
-`benchmarks/results/quality/<test-set>/`, where they are committed.
+of training on 2 quiet cores: LoRA 960, last two blocks 1,456, P-tuning 480), scores a learning curve on 16 dev
+rows (greedy: `eval_num_beams: 1`), and writes the summaries of the first 80 of a seeded order of the CNN test
+rows (`max_test_samples`); then each trained run (and zero-shot) summarises a seeded 100 of the mixed test rows
+(`MIXED_TEST_USED`) from its saved adapter (`common.predict --trained_path`, run.json keeps the training run's
+costs). Test summaries use 4 beams with repeated 3-grams blocked, the decoding every system preferred on the
+dev rows (benchmarks/results/quality/dev/<system>_decoding.json); beams cost 9.5-15 s per article on 2 cores,
+4-6x greedy. `evaluate_all.py` compares each test set into `runs/quality/comparison/<test-set>/`, and its
+`comparison.json` and plots are copied to `benchmarks/results/quality/<test-set>/`, where they are committed.
 
-`--generate_only` keeps the trained adapters and regenerates both test sets with each preset's current
-prompt and generation settings into `runs/quality/final/<test-set>/<method>/`, then compares those.
-The presets decode greedily; `benchmarks/decoding_ablation.py` regenerates a test set with beam search
-(preferred on the dev rows, 4-6x the generation time) beside the greedy runs.
+`--generate_only` keeps the trained adapters and generates both test sets with each preset's current prompt and
+generation settings into `runs/quality/final/<test-set>/<method>/` (reusing a finished run of the same
+configuration unless `--force`), then compares those. `benchmarks/decoding_ablation.py` regenerates a test set
+with another decoding beside the presets' runs.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def write_splits(data_dir: Path, args: argparse.Namespace) -> dict[str, int]:
     return counts
 
 
-def greedy_dir(test_set: str) -> Path:
+def preset_dir(test_set: str) -> Path:
     """Where a quality run keeps each preset's runs on `test_set` (`<folder>/<method>/`): the CNN test rows are
     summarised by the training runs themselves, the mixed ones by generation-only runs."""
     return RUNS_DIR if test_set == "cnn" else RUNS_DIR / "mixed"
@@ -87,9 +88,9 @@ def generation_preset(method: str, test_split: str, output_dir: Path, **override
     pointed at the trained run's adapter; `overrides` (e.g. another decoding) come last."""
     values = yaml.safe_load((CONFIG_DIR / f"{method}.yaml").read_text(encoding="utf-8"))
     accepted = {action.dest for action in make_parser(GENERATION_ONLY)._actions}
-    values = {key: value for key, value in values.items() if key in accepted}
+    values = {key: value for key, value in values.items() if key in accepted and key != "eval_num_beams"}
     values.update(test_file=f"runs/quality/data/{test_split}.jsonl", output_dir=str(output_dir.relative_to(ROOT)),
-                  eval_strategy="no", num_eval_generate=0)  # nothing is trained, so nothing is evaluated
+                  eval_strategy="no", num_eval_generate=0)  # nothing is trained, so no curve (nor its beams)
     if test_split == TEST_SETS["mixed"]:
         values["max_test_samples"] = MIXED_TEST_USED
     if method != GENERATION_ONLY:
@@ -142,7 +143,8 @@ def quality_parser() -> argparse.ArgumentParser:
     parser.add_argument("--force", action="store_true", help="Rerun even where a finished run matches.")
     parser.add_argument("--carve_only", action="store_true", help="Write the splits and stop.")
     parser.add_argument("--generate_only", action="store_true", help="Reuse the trained adapters; generate both "
-                        "test sets again with the presets' generation settings into runs/quality/final/.")
+                        "test sets with the presets' generation settings into runs/quality/final/ (a finished run "
+                        "of the same configuration is reused unless --force).")
     return parser
 
 
@@ -160,10 +162,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     model_path = offline_model.ensure_model()
     if args.generate_only:
-        sets = {name: generate(name, RUNS_DIR / "final" / name, model_path, force=True) for name in TEST_SETS}
+        sets = {name: generate(name, RUNS_DIR / "final" / name, model_path, args.force) for name in TEST_SETS}
     else:
         sets = {"cnn": run_all(CONFIG_DIR, model_path, args.force),
-                "mixed": generate("mixed", greedy_dir("mixed"), model_path, args.force)}
+                "mixed": generate("mixed", preset_dir("mixed"), model_path, args.force)}
     for test_set, folders in sets.items():
         compare(test_set, folders)
     print(f"Quality run finished in {time.perf_counter() - start:.0f} s", flush=True)

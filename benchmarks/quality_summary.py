@@ -5,7 +5,7 @@ trained method's paired differences against zero-shot and lead-3 (from each test
     python benchmarks/quality_summary.py mixed_beams_4   # benchmarks/decoding_ablation.py's comparison
 
 A trained run is paired with the zero-shot run decoded the same way (`lora_beams_4` with `zero_shot_beams_4`),
-and a re-decoded run also with its greedy run.
+and a re-decoded run also with its preset's run (`lora`; greedy in the committed `*_beams_4` folders).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def table(test_set: str) -> str:
         same = f"zero_shot{suffix}" if f"zero_shot{suffix}" in zero else (zero[0] if zero else None)
         line = f"- {name} vs {same}: {pair(result['pairs'], name, same)}; vs lead-3: {pair(result['pairs'], name, lead)}"
         if suffix and row["method"] in names:
-            line += f"; vs its greedy run: {pair(result['pairs'], name, row['method'])}"
+            line += f"; vs {row['method']}: {pair(result['pairs'], name, row['method'])}"
         lines.append(line)
     return "\n".join(lines)
 

@@ -234,21 +234,23 @@ def test_quality_run_writes_every_split_from_the_data_dir(tmp_path, monkeypatch)
 
 
 def test_decoding_ablation_presets_change_only_the_decoding():
-    """A trained run regenerates its preset's rows, prompt and token cap from its adapter, beam-decoded;
-    zero-shot keeps its own cap and has no adapter."""
+    """A trained run regenerates its preset's rows, prompt and token cap from its adapter, decoded another way;
+    zero-shot keeps its own cap and has no adapter; no generation-only run carries the curve's beams."""
     from benchmarks.decoding_ablation import decoding_overrides
     from benchmarks.quality_run import MIXED_TEST_USED, RUNS_DIR, generation_preset
 
-    folder = RUNS_DIR / "mixed_beams_4" / "finetune_beams_4"
-    preset = generation_preset("finetune", "test_mixed", folder, **decoding_overrides(num_beams=4, no_repeat=3))
-    greedy = generation_preset("finetune", "test_mixed", folder)
-    assert {key: value for key, value in preset.items() if preset[key] != greedy.get(key)} == {"num_beams": 4}
-    assert (preset["trained_path"], preset["test_file"], preset["max_test_samples"], preset["max_new_tokens"]) == (
-        "runs/quality/finetune/adapter", "runs/quality/data/test_mixed.jsonl", MIXED_TEST_USED, 96)
+    folder = RUNS_DIR / "mixed_beams_1" / "finetune_beams_1"
+    preset = generation_preset("finetune", "test_mixed", folder)
+    greedy = generation_preset("finetune", "test_mixed", folder, **decoding_overrides(num_beams=1, no_repeat=3))
+    assert {key: value for key, value in greedy.items() if greedy[key] != preset.get(key)} == {"num_beams": 1}
+    assert (preset["trained_path"], preset["test_file"], preset["max_test_samples"], preset["max_new_tokens"],
+            preset["num_beams"], preset["no_repeat_ngram_size"]) == (
+        "runs/quality/finetune/adapter", "runs/quality/data/test_mixed.jsonl", MIXED_TEST_USED, 96, 4, 3)
+    assert "eval_num_beams" not in preset and preset["num_eval_generate"] == 0
     baseline = generation_preset("zero_shot", "test_cnn", RUNS_DIR / "x", **decoding_overrides(num_beams=2, no_repeat=0))
-    assert "trained_path" not in baseline and baseline["max_new_tokens"] == 64 and baseline["max_test_samples"] == 200
+    assert "trained_path" not in baseline and baseline["max_new_tokens"] == 64 and baseline["max_test_samples"] == 80
     assert generation_preset("zero_shot", "test_cnn", RUNS_DIR / "x",
-                             **decoding_overrides(2, 0, max_test_samples=100))["max_test_samples"] == 100
+                             **decoding_overrides(2, 0, max_test_samples=40))["max_test_samples"] == 40
     assert (baseline["num_beams"], baseline["no_repeat_ngram_size"], baseline["test_file"]) == (
         2, 0, "runs/quality/data/test_cnn.jsonl")
 
@@ -258,7 +260,7 @@ def test_decoding_ablation_refuses_before_any_run_without_the_greedy_runs(tmp_pa
 
     monkeypatch.setattr(quality_run, "RUNS_DIR", tmp_path)
     monkeypatch.chdir(tmp_path)  # main changes into the project root; monkeypatch changes back afterwards
-    with pytest.raises(SystemExit, match="no finished greedy run in .*mixed/lora.*mixed/zero_shot.*quality_run.py"):
+    with pytest.raises(SystemExit, match="no finished preset run in .*mixed/lora.*mixed/zero_shot.*quality_run.py"):
         decoding_ablation.main(["--systems", "lora", "zero_shot"])
     assert not any(tmp_path.iterdir())
 
@@ -486,7 +488,7 @@ def test_quality_summary_pairs_each_run_with_the_zero_shot_decoded_the_same_way(
                         "vs lead-3: R-1 -2.00 (p=0.010), R-2 -2.00 (p=0.010), R-Lsum -2.00 (p=0.010)"
     assert lines[-1] == "- lora_beams_4 vs zero_shot_beams_4: R-1 -3.00 (p=0.010), R-2 -3.00 (p=0.010), R-Lsum -3.00 " \
                         "(p=0.010); vs lead-3: R-1 -4.00 (p=0.010), R-2 -4.00 (p=0.010), R-Lsum -4.00 (p=0.010); " \
-                        "vs its greedy run: R-1 +5.00 (p=0.010), R-2 +5.00 (p=0.010), R-Lsum +5.00 (p=0.010)"
+                        "vs lora: R-1 +5.00 (p=0.010), R-2 +5.00 (p=0.010), R-Lsum +5.00 (p=0.010)"
 
 
 def test_dev_search_row_has_cost_and_only_the_variants_own_training_time():
