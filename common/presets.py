@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -41,7 +42,10 @@ def preset_config(config_dir: Path, method: str, model_path: Path) -> RunConfig:
 
 
 def is_finished(cfg: RunConfig) -> bool:
-    """True when OUTPUT_DIR/run.json was written by a run with this very configuration."""
+    """True when OUTPUT_DIR/run.json was written by a run with this very configuration.
+
+    A field added to the configuration after that run counts as the same where this run leaves it at its
+    default (the run could not have set it, and the default keeps the old behaviour)."""
     path = Path(cfg.training.output_dir) / RUN_FILE
     if not path.is_file():
         return False
@@ -50,7 +54,41 @@ def is_finished(cfg: RunConfig) -> bool:
     except (OSError, json.JSONDecodeError):
         return False
     current = json.loads(json.dumps(cfg.to_dict(), default=str))
+    previous = _with_new_defaults(previous, current, section_defaults(cfg))
     return _without_overwrite(previous) == _without_overwrite(current)
+
+
+SECTIONS = ("model", "data", "generation", "method", "training")
+
+
+def section_defaults(cfg: RunConfig) -> dict[str, dict]:
+    """Each section's field defaults, in run.json's JSON form (fields without a default are left out)."""
+    defaults = {}
+    for section in SECTIONS:
+        values = getattr(cfg, section)
+        fields = dataclasses.fields(values) if dataclasses.is_dataclass(values) else ()
+        defaults[section] = {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
+    return json.loads(json.dumps(defaults, default=str))
+
+
+def _with_new_defaults(previous, current: dict, defaults: dict[str, dict]):
+    """`previous` with each field it lacks filled from `current`, where `current` holds that field's default.
+
+    Example:
+        >>> _with_new_defaults({"generation": {"num_beams": 1}}, {"generation": {"num_beams": 1, "eval_num_beams": 0}},
+        ...                    {"generation": {"eval_num_beams": 0}})
+        {'generation': {'num_beams': 1, 'eval_num_beams': 0}}
+    """
+    if not isinstance(previous, dict):
+        return previous
+    filled = dict(previous)
+    for section in SECTIONS:
+        stored, now = previous.get(section), current.get(section)
+        if isinstance(stored, dict) and isinstance(now, dict):
+            new = {key: value for key, value in now.items() if key not in stored and key in defaults.get(section, {})
+                   and value == defaults[section][key]}
+            filled[section] = {**stored, **new}
+    return filled
 
 
 def _without_overwrite(config) -> dict | None:

@@ -19,6 +19,18 @@ def test_is_finished_requires_the_same_config(tmp_path):
     assert not is_finished(cfg)
 
 
+def test_a_field_added_since_the_run_matches_only_at_its_default(tmp_path):
+    """A run.json written before `eval_num_beams` existed is this configuration when it keeps the default."""
+    cfg = parse_run_config("lora", ["--output_dir", str(tmp_path), "--num_beams", "4"])
+    stored = cfg.to_dict()
+    del stored["generation"]["eval_num_beams"]
+    write_json(tmp_path / "run.json", {"config": stored})
+    assert is_finished(cfg)
+    assert not is_finished(parse_run_config("lora", ["--output_dir", str(tmp_path), "--num_beams", "4",
+                                                     "--eval_num_beams", "1"]))
+    assert not is_finished(parse_run_config("lora", ["--output_dir", str(tmp_path), "--num_beams", "2"]))
+
+
 def test_every_demo_method_has_a_preset_for_the_offline_model(tmp_path):
     for method in preset_methods():
         cfg = preset_config(CONFIG_DIR, method, tmp_path)
