@@ -1,6 +1,6 @@
 """Real-data quality run: the three methods against zero-shot and lead-3 on two real test sets.
 
-    python benchmarks/quality_run.py                 # about 2.6 h on a quiet 2-core Xeon @ 2.50GHz (stages measured)
+    python benchmarks/quality_run.py                 # about 4.2 h on a quiet 2-core Xeon @ 2.50GHz (stages measured)
     python benchmarks/quality_run.py --carve_only    # only write the splits (for benchmarks/tune_on_dev.py)
     python benchmarks/quality_run.py --generate_only # new generation settings, no retraining
 
@@ -127,6 +127,8 @@ def compare(test_set: str, folders: list[str]) -> None:
     for name in COPIED:
         if (output / name).is_file():
             shutil.copyfile(output / name, RESULTS_DIR / test_set / name)
+        else:  # e.g. no learning curve among these runs: an older plot would describe other runs
+            (RESULTS_DIR / test_set / name).unlink(missing_ok=True)
 
 
 def quality_parser() -> argparse.ArgumentParser:

@@ -519,3 +519,23 @@ def test_shipped_decoding_searches_decode_as_their_variant_names_say(name):
     expected = {variant: (4 if variant.startswith("beams_4") else 1, 3 if variant.endswith("no_repeat_3") else 0)
                 for variant in spec["variants"]}
     assert decodings == expected and {1, 4} <= {beams for beams, _ in decodings.values()}
+
+
+def test_quality_compare_copies_what_the_comparison_wrote_and_drops_an_older_plot(tmp_path, monkeypatch):
+    import evaluate_all
+    from benchmarks import quality_run
+
+    def fake_main(argv):  # what evaluate_all writes for runs without a learning curve
+        output = quality_run.ROOT / argv[argv.index("--output_dir") + 1]
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "comparison.json").write_text("{}")
+        (output / "comparison.md").write_text("table")
+
+    monkeypatch.setattr(evaluate_all, "main", fake_main)
+    monkeypatch.setattr(quality_run, "ROOT", tmp_path)
+    monkeypatch.setattr(quality_run, "RUNS_DIR", tmp_path / "runs")
+    monkeypatch.setattr(quality_run, "RESULTS_DIR", tmp_path / "results")
+    (tmp_path / "results" / "cnn").mkdir(parents=True)
+    (tmp_path / "results" / "cnn" / "learning_curves.png").write_bytes(b"older runs")
+    quality_run.compare("cnn", ["runs/quality/cnn/lora"])
+    assert sorted(path.name for path in (tmp_path / "results" / "cnn").iterdir()) == ["comparison.json", "comparison.md"]
