@@ -58,16 +58,15 @@ def is_finished(cfg: RunConfig) -> bool:
     return _without_overwrite(previous) == _without_overwrite(current)
 
 
-SECTIONS = ("model", "data", "generation", "method", "training")
-
-
 def section_defaults(cfg: RunConfig) -> dict[str, dict]:
-    """Each section's field defaults, in run.json's JSON form (fields without a default are left out)."""
+    """Each section of `cfg` (its dataclass fields: model, data, generation, method, training) with its fields'
+    defaults, in run.json's JSON form (fields without a default are left out)."""
     defaults = {}
-    for section in SECTIONS:
-        values = getattr(cfg, section)
-        fields = dataclasses.fields(values) if dataclasses.is_dataclass(values) else ()
-        defaults[section] = {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
+    for section in dataclasses.fields(cfg):
+        values = getattr(cfg, section.name)
+        if dataclasses.is_dataclass(values):
+            defaults[section.name] = {f.name: f.default for f in dataclasses.fields(values)
+                                      if f.default is not dataclasses.MISSING}
     return json.loads(json.dumps(defaults, default=str))
 
 
@@ -82,11 +81,11 @@ def _with_new_defaults(previous, current: dict, defaults: dict[str, dict]):
     if not isinstance(previous, dict):
         return previous
     filled = dict(previous)
-    for section in SECTIONS:
+    for section, section_default in defaults.items():
         stored, now = previous.get(section), current.get(section)
         if isinstance(stored, dict) and isinstance(now, dict):
-            new = {key: value for key, value in now.items() if key not in stored and key in defaults.get(section, {})
-                   and value == defaults[section][key]}
+            new = {key: value for key, value in now.items()
+                   if key not in stored and key in section_default and value == section_default[key]}
             filled[section] = {**stored, **new}
     return filled
 
