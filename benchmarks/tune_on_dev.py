@@ -49,6 +49,16 @@ def variant_yaml(base: dict, overrides: dict, dev_file: str, output_dir: Path) -
     return yaml.safe_dump(fields, sort_keys=False, allow_unicode=True)
 
 
+def variant_overrides(spec: dict) -> dict[str, dict]:
+    """Each variant's overrides of the base preset: the file's `common` ones, then the variant's own.
+
+    Example:
+        >>> variant_overrides({"common": {"max_test_samples": 40}, "variants": {"as_is": None, "beams": {"num_beams": 4}}})
+        {'as_is': {'max_test_samples': 40}, 'beams': {'max_test_samples': 40, 'num_beams': 4}}
+    """
+    return {variant: {**spec.get("common", {}), **(overrides or {})} for variant, overrides in spec["variants"].items()}
+
+
 def summary_row(variant: str, overrides: dict, run: dict) -> dict:
     """One variant's line of the search: its overrides, test (= dev) ROUGE, lengths, share cut at the token cap
     and generation seconds per row (from its run.json); the training time where the variant itself trained (a
@@ -79,10 +89,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"error: {spec['dev_file']} is missing; run benchmarks/quality_run.py first (it carves it)")
     model_path = str(offline_model.ensure_model())
     rows = []
-    for variant, overrides in spec["variants"].items():
+    for variant, overrides in variant_overrides(spec).items():
         folder = DEV_DIR / name / variant
         config_file = folder.with_suffix(".yaml")
-        overrides = {**spec.get("common", {}), **(overrides or {})}
         atomic_write_text(config_file, variant_yaml(base, overrides, spec["dev_file"], folder))
         print(f"\n[{name}: {variant}] {overrides or 'preset as is'}", flush=True)
         cfg = run_preset(method, config_file, model_path, force=False, label=f"{name}: {variant}")

@@ -508,13 +508,13 @@ def test_dev_search_row_has_cost_and_only_the_variants_own_training_time():
 def test_shipped_decoding_searches_decode_as_their_variant_names_say(name):
     """Each variant's config file, as tune_on_dev writes it over today's preset (which decodes with 4 beams),
     keeps the decoding its name states: `greedy*` one beam, `beams_4*` four, `*no_repeat_3` blocking."""
-    from benchmarks.tune_on_dev import DEV_DIR, ROOT, variant_yaml
+    from benchmarks.tune_on_dev import DEV_DIR, ROOT, variant_overrides, variant_yaml
 
     spec = yaml.safe_load((ROOT / "benchmarks" / "dev_variants" / f"{name}.yaml").read_text())
     base = yaml.safe_load((ROOT / spec["base"]).read_text())
     decodings = {}
-    for variant, overrides in spec["variants"].items():
-        values = yaml.safe_load(variant_yaml(base, {**spec["common"], **overrides}, spec["dev_file"], DEV_DIR / variant))
+    for variant, overrides in variant_overrides(spec).items():
+        values = yaml.safe_load(variant_yaml(base, overrides, spec["dev_file"], DEV_DIR / variant))
         decodings[variant] = (values.get("num_beams", 1), values.get("no_repeat_ngram_size", 0))
     expected = {variant: (4 if variant.startswith("beams_4") else 1, 3 if variant.endswith("no_repeat_3") else 0)
                 for variant in spec["variants"]}
