@@ -27,7 +27,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import Sampler
 from transformers import Trainer, TrainerState
+from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from .callbacks import GenerateAndScoreCallback, learning_curve
 from .cli import ConfigError
@@ -64,8 +66,39 @@ def label_position_loss(model, inputs: dict, virtual_tokens: int = 0, num_items_
     return loss / denominator
 
 
+class EpochLengthGroupedSampler(Sampler[int]):
+    """Length-grouped order (transformers' `get_length_grouped_indices`) that is a function of (seed, epoch).
+
+    transformers' `LengthGroupedSampler` draws its permutation from the global RNG when it is iterated
+    and has no `set_epoch`, so a run resumed mid-epoch after the first epoch sees another order than the
+    uninterrupted run (the global RNG is in another state in a new process). Here the Trainer's
+    `set_epoch(epoch)` picks the permutation, like `DistributedSampler`: every process, and a resumed
+    run, draws the same order for the same epoch.
+
+    Example:
+        >>> sampler = EpochLengthGroupedSampler([5, 1, 4, 2, 3, 6], batch_size=2, seed=0)
+        >>> sampler.set_epoch(1); first = list(sampler)
+        >>> sampler.set_epoch(0); sampler.set_epoch(1); list(sampler) == first, sorted(first)
+        (True, [0, 1, 2, 3, 4, 5])
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int):
+        self.lengths, self.batch_size, self.seed, self.epoch = list(lengths), batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+
 class SummarizationTrainer(Trainer):
-    """Trainer with the label-position loss, per-token validation loss and cost-carrying checkpoints."""
+    """Trainer with the label-position loss, per-token validation loss, cost-carrying checkpoints and a
+    length-grouped order that resumes exactly (`EpochLengthGroupedSampler`)."""
 
     loss_is_scaled_for_ga = True
 
@@ -102,6 +135,15 @@ class SummarizationTrainer(Trainer):
         if totals[1] > 0 and f"{prefix}_loss" in output.metrics:
             output.metrics[f"{prefix}_loss"] = float(totals[0] / totals[1])
         return output
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        column = self.args.length_column_name
+        if self.args.train_sampling_strategy != "group_by_length" or column not in dataset.column_names:
+            return super()._get_train_sampler(train_dataset)
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+        return EpochLengthGroupedSampler(dataset[column], batch, seed)
 
     def train(self, *args, **kwargs):
         self._session_start = time.perf_counter()

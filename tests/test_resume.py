@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 import train_lora
 from common import run_folder
 from common.config import parse_run_config
-from common.trainer import build_trainer, resolve_checkpoint
+from common.trainer import SummarizationTrainer, build_trainer, resolve_checkpoint
 from common.pipeline import run_method
 from helpers import FIXTURES, ROOT, cli, data_flags
 
@@ -180,3 +180,46 @@ def test_killed_at_a_checkpoint_and_in_generation_then_resumed_equals_uninterrup
             (d / "adapter" / "adapter_model.safetensors").read_bytes()).hexdigest()[:16],
             **{k: r[k] for k in ("train_wall_time_s", "train_tokens", "train_tokens_per_s", "train_loss", "resumes")}}
         for name, d, r in (("uninterrupted", full, runs[0]), ("killed twice, resumed", killed, runs[1]))}, indent=1))
+
+
+class Killed(Exception):
+    """Stands for a SIGKILL right after a checkpoint was written: the next run starts from that folder alone."""
+
+
+def write_varied_rows(path: Path, n: int) -> Path:
+    """`n` training rows of the fixture texts whose articles grow by a sentence a row, so lengths differ."""
+    rows = [json.loads(line) for line in (FIXTURES / "train.jsonl").read_text().splitlines() if line.strip()]
+    lines = [{**rows[i % len(rows)], "id": f"v{i:02d}",
+              "article": " ".join(rows[(i + k) % len(rows)]["article"] for k in range(1 + i % 4))} for i in range(n)]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["group_by_length", "random"])
+def test_killed_mid_epoch_after_the_first_resumes_to_the_same_adapter(strategy, tiny_model_dir, tmp_path,
+                                                                      monkeypatch):
+    """3 epochs of 5 batches, killed after checkpoint-7 (mid epoch 2), resumed: the adapter is the
+    uninterrupted one bit for bit, whichever order the batches are drawn in."""
+    files = {"train": str(write_varied_rows(tmp_path / "train.jsonl", 10)),
+             "validation": str(FIXTURES / "validation.jsonl"), "test": str(FIXTURES / "test.jsonl")}
+    flags = ["--num_train_epochs", "3", "--save_strategy", "steps", "--save_steps", "7", "--save_total_limit", "3",
+             "--train_sampling_strategy", strategy, "--max_new_tokens", "2", "--logging_steps", "1"]
+    full, killed = quick_run(tiny_model_dir, files, tmp_path / "full", *flags), tmp_path / "killed"
+    save_checkpoint = SummarizationTrainer._save_checkpoint
+
+    def save_then_die(self, model, trial):
+        save_checkpoint(self, model, trial)
+        if self.state.global_step == 7:
+            raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(SummarizationTrainer, "_save_checkpoint", save_then_die)
+        with pytest.raises(Killed):
+            quick_run(tiny_model_dir, files, killed, *flags)
+    resumed = quick_run(tiny_model_dir, files, killed, *flags, "--resume_from_checkpoint", "last")
+    assert (full["train_steps"], resumed["train_steps"], resumed["resumes"]) == (15, 15, 1)
+    expected, actual = (load_file(d / "adapter" / "adapter_model.safetensors") for d in (tmp_path / "full", killed))
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        torch.testing.assert_close(actual[name], expected[name], rtol=0, atol=0)
