@@ -12,6 +12,9 @@ seconds spent in training steps alone (evaluation and generation excluded). Ever
 `state.log_history`, which every checkpoint saves, so a resumed run continues its curve;
 `learning_curve(log_history)` reads it back as run.json's `learning_curve` field.
 
+`CostClock` splits a run's time into training (optimizer steps only) and evaluation (validation loss,
+the curve's generations); the Trainer registers it and the callback reads its training seconds.
+
 Example:
     >>> callback = GenerateAndScoreCallback(tokenizer, prompts, references, GenerationArguments(), articles)
     >>> trainer.add_callback(callback)
@@ -22,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -57,31 +61,80 @@ def synchronize() -> None:
         torch.accelerator.synchronize()
 
 
+class CostClock(TrainerCallback):
+    """Seconds in optimizer steps (`train_seconds`) and in evaluation (`eval_seconds`), all sessions of a
+    resumed run together.
+
+    A step runs from `on_step_begin` to `on_step_end` (forward, backward and optimizer step of all its
+    accumulated batches); evaluation is whatever runs inside `evaluating()` (the Trainer's `evaluate`, the
+    learning curve's first generations); nested `evaluating()` blocks count once. Checkpointing, logging
+    and fetching the first batch of a step are in neither.
+
+    Example:
+        >>> clock = CostClock(train_seconds=2.0)
+        >>> with clock.evaluating():
+        ...     with clock.evaluating():
+        ...         time.sleep(0.01)
+        >>> clock.train_seconds, 0.01 <= clock.eval_seconds < 0.5
+        (2.0, True)
+    """
+
+    def __init__(self, train_seconds: float = 0.0, eval_seconds: float = 0.0):
+        self.train_seconds, self.eval_seconds = train_seconds, eval_seconds
+        self._step_started: float | None = None
+        self._depth = 0
+
+    def restore(self, costs: dict) -> None:
+        """Continue from a checkpoint's costs.json (one written before the split counts its wall time as
+        training, the only time it knew)."""
+        self.train_seconds = costs.get("train_time_s", costs.get("train_wall_time_s", 0.0))
+        self.eval_seconds = costs.get("eval_time_s", 0.0)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        synchronize()
+        self._step_started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._step_started is not None:
+            synchronize()
+            self.train_seconds += time.perf_counter() - self._step_started
+            self._step_started = None
+
+    @contextlib.contextmanager
+    def evaluating(self):
+        self._depth += 1
+        started = time.perf_counter()
+        try:
+            yield self
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                synchronize()
+                self.eval_seconds += time.perf_counter() - started
+
+
 class GenerateAndScoreCallback(TrainerCallback):
     def __init__(self, tokenizer, prompts: list[list[int]], references: list[str], gen_args: GenerationArguments,
-                 articles: list[str] | None = None):
+                 clock: CostClock, articles: list[str] | None = None, precision: str = "fp32"):
         if len(prompts) != len(references) or (articles is not None and len(articles) != len(references)):
             raise ValueError("prompts, references and articles must have the same length")
         self.tokenizer = tokenizer
         self.prompts = prompts
         self.references = references
         self.gen_args = gen_args
+        self.clock = clock  # the Trainer's: training seconds for the curve's points, evaluation seconds
         self.articles = articles
-        self.train_seconds = 0.0  # in training steps, all sessions of a resumed run together
-        self._step_started: float | None = None
+        self.precision = precision
 
     def generate(self, model) -> list[str]:
-        return generate_summaries(model, self.tokenizer, self.prompts, self.gen_args)
+        with self.clock.evaluating():
+            return generate_summaries(model, self.tokenizer, self.prompts, self.gen_args, self.precision)
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if not self.prompts or model is None:
             return
-        # Resumed: the curve so far came back with the checkpoint's log_history. Steps after the last
-        # evaluation before the checkpoint are not in its train_seconds (with save_steps a multiple of
-        # eval_steps, none are).
+        # Resumed: the curve so far came back with the checkpoint's log_history, the clock with its costs.json.
         if any(BEGIN_KEY in entry for entry in state.log_history):
-            self.train_seconds = max((e["train_seconds"] for e in state.log_history if "train_seconds" in e),
-                                     default=0.0)
             return
         begin = self.score_start(unwrap_peft(model), args, state.global_step)
         state.log_history.append({BEGIN_KEY: begin, "step": state.global_step})
@@ -114,17 +167,6 @@ class GenerateAndScoreCallback(TrainerCallback):
                 "lead3": (curve_scores([lead3(a) for a in self.articles], self.references)
                           if self.articles is not None else None)}
 
-    def on_step_begin(self, args, state, control, **kwargs):
-        if self.prompts:
-            synchronize()
-            self._step_started = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.prompts and self._step_started is not None:
-            synchronize()
-            self.train_seconds += time.perf_counter() - self._step_started
-            self._step_started = None
-
     def on_evaluate(self, args, state, control, model=None, metrics=None, **kwargs):
         if not self.prompts or model is None or metrics is None:
             return
@@ -134,7 +176,7 @@ class GenerateAndScoreCallback(TrainerCallback):
         metrics.update(scores)
         state.log_history.append({**scores, "epoch": state.epoch, "step": state.global_step,
                                   "examples_seen": examples_seen(args, state.global_step),
-                                  "train_seconds": round(self.train_seconds, 3)})
+                                  "train_seconds": round(self.clock.train_seconds, 3)})
         if state.is_world_process_zero:
             logger.info("Validation ROUGE on %d examples at step %d: %s", len(predictions), state.global_step, scores)
             print(f"[eval step {state.global_step}] " + ", ".join(f"{k[5:]}={v:.2f}" for k, v in scores.items()),

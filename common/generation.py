@@ -6,6 +6,13 @@ stays small, and the shards are gathered back into prompt order, without duplica
 A model sharded by FSDP is the exception: every forward pass gathers parameters from all processes,
 so all of them must run the same forward passes; each generates every prompt instead (`fsdp_sharded`).
 
+Every generation runs under one precision policy (`generation_precision`, `precision_context`): the run's
+mixed precision as autocast (`--bf16` -> "bf16-autocast", `--fp16` -> "fp16-autocast"), else "fp32", the
+same for every method, zero-shot and generation-only runs, whatever wrapper the model comes in (accelerate's
+autocast wrapper, a merged LoRA copy, a soft prompt's base model). It runs under `torch.no_grad()`, not
+`inference_mode`: a training step may follow (the learning curve), and tensors created in inference mode
+(FSDP2's gathered-parameter buffers) could not be updated by it.
+
 Soft prompts are handled without PEFT's prompt-tuning `generate` (wrong on transformers 5.x, and it
 drops position ids): the base model's `generate` receives, per row, `inputs_embeds = [padding; virtual
 tokens; token embeddings]` and the matching attention mask (see `prompt_after_padding`).
@@ -18,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from typing import NamedTuple
@@ -35,10 +43,54 @@ from .tokenization import left_pad
 
 
 class Summary(NamedTuple):
-    """A generated summary and whether it was cut at `max_new_tokens` (no EOS) rather than ended by the model."""
+    """A generated summary, whether it was cut at `max_new_tokens` (no EOS) rather than ended by the model,
+    and how many new token ids the model generated for it (EOS excluded)."""
 
     text: str
     cut: bool
+    tokens: int
+
+
+PRECISIONS = {"no": ("fp32", None), "bf16": ("bf16-autocast", torch.bfloat16),
+              "fp16": ("fp16-autocast", torch.float16)}  # keyed by TrainingArguments.mixed_precision
+
+
+def generation_precision(mixed_precision: str) -> str:
+    """The precision every generation of a run uses, from its resolved mixed precision
+    (`TrainingArguments.mixed_precision`: --bf16/--fp16, or accelerate's config).
+
+    Example:
+        >>> generation_precision("bf16"), generation_precision("no")
+        ('bf16-autocast', 'fp32')
+    """
+    if mixed_precision not in PRECISIONS:
+        raise ValueError(f"mixed precision {mixed_precision!r}: generation supports {', '.join(PRECISIONS)}")
+    return PRECISIONS[mixed_precision][0]
+
+
+@contextlib.contextmanager
+def precision_context(precision: str, device: torch.device):
+    """Autocast to the dtype `precision` names, or autocast off for "fp32", on `device`'s type.
+
+    Explicit either way, so that a wrapper's own autocast (accelerate puts one around a prepared model's
+    forward) never decides: inside, a forward pass computes as the policy says for every method.
+
+    Example:
+        >>> with precision_context("bf16-autocast", torch.device("cpu")):
+        ...     torch.ones(2, 2) @ torch.ones(2, 2)
+        tensor([[2., 2.],
+                [2., 2.]], dtype=torch.bfloat16)
+    """
+    dtype = {name: dtype for name, dtype in PRECISIONS.values()}.get(precision, "unknown")
+    if dtype == "unknown":
+        raise ValueError(f"generation precision {precision!r}: expected one of "
+                         f"{', '.join(name for name, _ in PRECISIONS.values())}")
+    if dtype is None:
+        with torch.autocast(device.type, enabled=False):
+            yield
+    else:
+        with torch.autocast(device.type, dtype=dtype):
+            yield
 
 
 def generation_config(gen_args: GenerationArguments, tokenizer) -> GenerationConfig:
@@ -141,10 +193,12 @@ def prompt_after_padding(prompt: torch.Tensor, embeds: torch.Tensor,
     return torch.stack(rows), torch.stack(masks)
 
 
-def generate_local_tokens(model, tokenizer, prompts: list[list[int]], gen_args: GenerationArguments) -> list[list[int]]:
+def generate_local_tokens(model, tokenizer, prompts: list[list[int]], gen_args: GenerationArguments,
+                          precision: str = "fp32") -> list[list[int]]:
     """New token ids for `prompts` on this process (EOS and after removed), in input order.
 
-    The longest prompts go first and each batch is left-padded to its own longest prompt only.
+    The longest prompts go first and each batch is left-padded to its own longest prompt only. Runs in
+    eval mode, without gradients, under `precision_context(precision)`.
     """
     if not prompts:
         return []
@@ -156,7 +210,7 @@ def generate_local_tokens(model, tokenizer, prompts: list[list[int]], gen_args: 
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode():
+        with torch.no_grad(), precision_context(precision, device):
             for start in range(0, len(order), gen_args.generation_batch_size):
                 batch = order[start:start + gen_args.generation_batch_size]
                 input_ids, mask = left_pad([prompts[i] for i in batch], tokenizer.pad_token_id)
@@ -187,25 +241,28 @@ def cut_at_limit(tokens: list[int], gen_args: GenerationArguments) -> bool:
     return len(tokens) >= gen_args.max_new_tokens
 
 
-def generate_local(model, tokenizer, prompts: list[list[int]], gen_args: GenerationArguments) -> list[Summary]:
-    """Generate summaries for `prompts` on this process, in input order: (text, cut at the limit)."""
-    return [Summary(tokenizer.decode(row, skip_special_tokens=True).strip(), cut_at_limit(row, gen_args))
-            for row in generate_local_tokens(model, tokenizer, prompts, gen_args)]
+def generate_local(model, tokenizer, prompts: list[list[int]], gen_args: GenerationArguments,
+                   precision: str = "fp32") -> list[Summary]:
+    """Generate summaries for `prompts` on this process, in input order: (text, cut at the limit, new tokens)."""
+    return [Summary(tokenizer.decode(row, skip_special_tokens=True).strip(), cut_at_limit(row, gen_args), len(row))
+            for row in generate_local_tokens(model, tokenizer, prompts, gen_args, precision)]
 
 
-def generate_summaries(model, tokenizer, prompts: list[list[int]], gen_args: GenerationArguments) -> list[str]:
+def generate_summaries(model, tokenizer, prompts: list[list[int]], gen_args: GenerationArguments,
+                       precision: str = "fp32") -> list[str]:
     """Shard prompts over processes, generate, gather in prompt order (every process gets the full list)."""
-    return [summary.text for summary in generate_summaries_and_stops(model, tokenizer, prompts, gen_args)]
+    return [summary.text for summary in generate_summaries_and_stops(model, tokenizer, prompts, gen_args, precision)]
 
 
-def generate_summaries_and_stops(model, tokenizer, prompts: list[list[int]], gen_args: GenerationArguments
-                                 ) -> list[Summary]:
-    """`generate_summaries`, each summary with whether it was cut at `max_new_tokens` instead of ending with EOS."""
+def generate_summaries_and_stops(model, tokenizer, prompts: list[list[int]], gen_args: GenerationArguments,
+                                 precision: str = "fp32") -> list[Summary]:
+    """`generate_summaries`, each summary with whether it was cut at `max_new_tokens` instead of ending with
+    EOS and its count of new tokens."""
     state = PartialState()
     if fsdp_sharded(model):  # every forward pass is collective: every process runs every prompt, in step
-        return generate_local(model, tokenizer, prompts, gen_args)
+        return generate_local(model, tokenizer, prompts, gen_args, precision)
     indices = list(range(state.process_index, len(prompts), state.num_processes))
-    local = generate_local(model, tokenizer, [prompts[i] for i in indices], gen_args)
+    local = generate_local(model, tokenizer, [prompts[i] for i in indices], gen_args, precision)
     pairs = list(zip(indices, local))
     if state.num_processes > 1:
         pairs = gather_object(pairs)

@@ -195,7 +195,7 @@ def model_card(payload: dict, repo_id: str):
 - Data: {source}; examples used: {used}.
 - Test ROUGE (F1 x 100): {scores}.
 - Prompt template: `{json.dumps(data['prompt_template'])[1:-1]}` (chat template: {data['use_chat_template']}).
-- Train wall time: {payload.get('train_wall_time_s') or 0:.0f} s. The full configuration is in `run.json`.
+- Training time: {payload.get('train_time_s') or 0:.0f} s in optimizer steps, {payload.get('eval_time_s') or 0:.0f} s in evaluation during training; summaries generated in {payload.get('generation_precision', 'fp32')}. The full configuration is in `run.json`.
 
 ## Load
 

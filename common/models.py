@@ -92,8 +92,9 @@ def export_merged(merged, tokenizer, out_dir: str) -> Path:
     return Path(out_dir)
 
 
-CARRIED_FIELDS = ("method", "trainable", "total", "trainable_percent", "tied_lm_head", "train_wall_time_s",
-                  "train_steps", "train_loss", "train_tokens", "train_tokens_per_s", "saved_size_bytes", "peak_memory")
+CARRIED_FIELDS = ("method", "trainable", "total", "trainable_percent", "tied_lm_head", "train_time_s", "eval_time_s",
+                  "train_wall_time_s", "train_steps", "train_loss", "train_tokens", "train_tokens_per_s",
+                  "saved_size_bytes", "peak_memory")
 
 
 def load_for_generation(base_model, trained_path: str) -> tuple[torch.nn.Module, dict]:

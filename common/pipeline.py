@@ -29,7 +29,7 @@ from . import run_folder
 from .cli import ConfigError
 from .config import RunConfig, check_lengths_against_model, trains
 from .data import SPLITS, load_splits
-from .generation import Summary, generate_summaries_and_stops, unwrap_peft
+from .generation import Summary, generate_summaries_and_stops, generation_precision, unwrap_peft
 from .hub import HubUnreachableError, prepare_hub_folder, push_folder
 from .methods import build_method, count_parameters, load_trained, save_trained
 from .metrics import mean_words, rouge_scores
@@ -139,15 +139,18 @@ def predict_and_commit(cfg: RunConfig, run: Run, model, tokenizer, splits, count
 
 
 def predict_test(model, tokenizer, test_split, cfg: RunConfig) -> tuple[list[Summary], dict]:
-    """Summaries for the test split (each with whether `max_new_tokens` cut it), the throughput and the
-    share of summaries cut at the limit instead of ended by EOS."""
+    """Summaries for the test split (each with whether `max_new_tokens` cut it), the precision they were
+    generated in, the throughput (new token ids as generated, EOS excluded) and the share of summaries cut
+    at the limit instead of ended by EOS."""
     prompts = build_prompts(tokenizer, test_split["article"], cfg.data)
+    precision = generation_precision(cfg.training.mixed_precision)
     start = time.perf_counter()
-    summaries = generate_summaries_and_stops(model, tokenizer, prompts, cfg.generation)
+    summaries = generate_summaries_and_stops(model, tokenizer, prompts, cfg.generation, precision)
     wall = time.perf_counter() - start
-    generated = sum(len(tokenizer(s.text, add_special_tokens=False)["input_ids"]) for s in summaries)
+    generated = sum(s.tokens for s in summaries)
     cut = sum(s.cut for s in summaries)
-    return summaries, {"generation_wall_time_s": round(wall, 3), "generated_tokens": generated,
+    return summaries, {"generation_precision": precision, "generation_wall_time_s": round(wall, 3),
+                       "generated_tokens": generated,
                        "generation_tokens_per_s": round(generated / wall, 2) if wall > 0 else None,
                        "summaries_cut_at_limit": cut, "summaries_cut_share": round(cut / max(len(summaries), 1), 4)}
 

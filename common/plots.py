@@ -23,7 +23,7 @@ from .evaluation import RANK_KEY  # noqa: E402
 from .files import atomic_write  # noqa: E402
 
 PLOTS = {"rouge_vs_trainable_params.png": ("trainable", "trainable parameters (log scale)"),
-         "rouge_vs_train_time.png": ("train_wall_time_s", "training wall time, s (log scale)")}
+         "rouge_vs_train_time.png": ("train_time_s", "training time, s (optimizer steps only, log scale)")}
 
 
 def plotted_points(rows: list[dict], cost: str) -> list[dict]:

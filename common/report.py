@@ -118,11 +118,44 @@ def format_ci(mean: float, low: float, high: float) -> str:
     return f"{mean:.1f} [{low:.1f}, {high:.1f}]"
 
 
+def precisions_differ(rows: list[dict]) -> bool:
+    """Whether the systems' summaries were generated in more than one precision (lead-3 generates none).
+
+    Example:
+        >>> precisions_differ([{"generation_precision": "fp32"}, {"generation_precision": None}])
+        False
+    """
+    return len({row["generation_precision"] for row in rows if not _missing(row["generation_precision"])}) > 1
+
+
+def precision_note(rows: list[dict]) -> str:
+    """One sentence on the precision the summaries were generated in (run.json `generation_precision`).
+
+    Example:
+        >>> precision_note([{"system": "lora", "generation_precision": "bf16-autocast"}])
+        'Summaries generated in bf16-autocast by every system that records it.'
+    """
+    named = {row["system"]: row["generation_precision"] for row in rows if not _missing(row["generation_precision"])}
+    if not named:
+        return "No run.json records the precision its summaries were generated in."
+    if not precisions_differ(rows):
+        return f"Summaries generated in {next(iter(named.values()))} by every system that records it."
+    listed = ", ".join(f"{system}: {precision}" for system, precision in named.items())
+    return (f"**Summaries were generated in different precisions** ({listed}): ROUGE and generation speed "
+            "then differ for a reason that is not the method.")
+
+
 def markdown_table(rows: list[dict]) -> str:
     """The ranked table: ROUGE with 95% CIs, then empty predictions, length, the share of summaries cut at
-    max_new_tokens instead of ended with EOS ('-': unknown, e.g. lead-3 or a CSV without `Stopped`) and costs."""
+    max_new_tokens instead of ended with EOS ('-': unknown, e.g. lead-3 or a CSV without `Stopped`) and costs:
+    training time (optimizer steps only), evaluation time during training (validation loss and learning-curve
+    summaries), training tokens/s (over the training time). A `generation precision` column is added when the
+    systems were not all generated in the same precision: their ROUGE then differs for a reason that is not
+    the method."""
+    precision = precisions_differ(rows)
     header = ["rank", "system", "method", "n", *(KEY_NAMES[k] + " [95% CI]" for k in TABLE_KEYS), "empty",
-              "words pred / ref", "cut at limit", "trainable (% of total)", "train time", "train tok/s", "peak memory", "saved size"]
+              "words pred / ref", "cut at limit", *(["generation precision"] if precision else []),
+              "trainable (% of total)", "train time", "eval time", "train tok/s", "peak memory", "saved size"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         method = row["method"] + (" (baseline)" if row["baseline"] else "")
@@ -130,7 +163,8 @@ def markdown_table(rows: list[dict]) -> str:
                  *(format_ci(row[k], row[f"{k}_ci_low"], row[f"{k}_ci_high"]) for k in TABLE_KEYS),
                  row["empty_predictions"], f"{row['mean_words_predicted']:.1f} / {row['mean_words_reference']:.1f}",
                  "-" if _missing(row["cut_at_limit_share"]) else f"{100 * row['cut_at_limit_share']:.0f}%",
-                 _trainable(row), human_seconds(row["train_wall_time_s"]),
+                 *([row["generation_precision"] or "-"] if precision else []),
+                 _trainable(row), human_seconds(row["train_time_s"]), human_seconds(row["eval_time_s"]),
                  "-" if _missing(row["train_tokens_per_s"]) else f"{row['train_tokens_per_s']:,.0f}",
                  _memory(row), human_bytes(row["saved_size_bytes"])]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
@@ -175,7 +209,8 @@ def comparison_markdown(result: Comparison, skipped: list[Skipped]) -> str:
     lines = ["# Summarization comparison", "", example_set_note(result), "",
              f"Ranked by ROUGE-Lsum. ROUGE F1 x 100 (Porter stemming); 95% CIs from {result.samples} bootstrap "
              f"resamples of the examples (seed {result.seed}). Baselines: zero-shot and lead-3 (the article's first "
-             "three sentences). `empty`: NaN or blank predictions, scored 0.", "", markdown_table(rows), "",
+             "three sentences). `empty`: NaN or blank predictions, scored 0.", "", precision_note(rows), "",
+             markdown_table(rows), "",
              "## Paired tests", "",
              f"Differences are the first system minus the second, in ROUGE points; p-values from a {TEST_NAME}, "
              f"{result.samples} resamples, seed {result.seed}, no correction for multiple comparisons.", ""]

@@ -55,8 +55,9 @@ def _flag(value) -> bool:
 RUN_FIELDS = {  # the run.json fields the report reads, in its column order: (check, what it must be)
     "method": (_text, "text"), "trainable": (_number, NUMBER), "total": (_number, NUMBER),
     "trainable_percent": (_number, NUMBER), "tied_lm_head": (_flag, "true or false"),
-    "train_wall_time_s": (_number, NUMBER), "train_tokens_per_s": (_number, NUMBER),
-    "saved_size_bytes": (_number, NUMBER), "generation_tokens_per_s": (_number, NUMBER), "base_model": (_text, "text"),
+    "train_time_s": (_number, NUMBER), "eval_time_s": (_number, NUMBER), "train_wall_time_s": (_number, NUMBER),
+    "train_tokens_per_s": (_number, NUMBER), "saved_size_bytes": (_number, NUMBER),
+    "generation_tokens_per_s": (_number, NUMBER), "generation_precision": (_text, "text"), "base_model": (_text, "text"),
 }
 
 

@@ -31,11 +31,11 @@ from torch.utils.data import Sampler
 from transformers import Trainer, TrainerState
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
-from .callbacks import GenerateAndScoreCallback, learning_curve
+from .callbacks import CostClock, GenerateAndScoreCallback, learning_curve
 from .cli import ConfigError
 from .config import RunConfig
 from .files import atomic_write_text
-from .generation import unwrap_peft
+from .generation import generation_precision, unwrap_peft
 from .methods import num_virtual_tokens
 from .methods.soft_prompt import is_p_tuning_model
 from .tokenization import IGNORE_INDEX, PaddingCollator, build_prompts, tokenize_for_training
@@ -106,6 +106,8 @@ class SummarizationTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.model_accepts_loss_kwargs = True  # so the Trainer counts label tokens across accumulation steps
         self.previous_costs = {"train_wall_time_s": 0.0, "loss_sum": 0.0, "resumes": 0}
+        self.clock = CostClock()  # training steps and evaluation apart; restored from costs.json on resume
+        self.add_callback(self.clock)
         self._session_start = time.perf_counter()
         self._eval_sums = torch.zeros(2, dtype=torch.float64)  # (loss x tokens, tokens) of this evaluation
 
@@ -149,12 +151,18 @@ class SummarizationTrainer(Trainer):
         self._session_start = time.perf_counter()
         return super().train(*args, **kwargs)
 
+    def evaluate(self, *args, **kwargs):
+        with self.clock.evaluating():
+            return super().evaluate(*args, **kwargs)
+
     def costs_so_far(self) -> dict:
-        """Training wall time, loss sum, steps, tokens and resumes up to now, all sessions together."""
+        """Wall time of train(), seconds in training steps and in evaluation, loss sum, steps, tokens and
+        resumes up to now, all sessions together."""
         pending = getattr(self, "_tr_loss", None)  # the loss since the last log, not yet in _total_loss_scalar
         session_loss = self._total_loss_scalar + (pending.item() if pending is not None else 0.0)
         session_wall = time.perf_counter() - self._session_start
         return {"train_wall_time_s": self.previous_costs["train_wall_time_s"] + session_wall,
+                "train_time_s": self.clock.train_seconds, "eval_time_s": self.clock.eval_seconds,
                 "loss_sum": self.previous_costs["loss_sum"] + session_loss,
                 "steps": self.state.global_step, "tokens": self.state.num_input_tokens_seen,
                 "resumes": self.previous_costs["resumes"]}
@@ -275,13 +283,6 @@ def build_trainer(cfg: RunConfig, model, tokenizer, splits) -> SummarizationTrai
     """The Trainer for any method: tokenized splits, padding collator, ROUGE callback."""
     train = tokenize_for_training(splits["train"], tokenizer, cfg.data)
     evaluation = tokenize_for_training(splits["validation"], tokenizer, cfg.data)
-    callbacks = []
-    if cfg.generation.num_eval_generate > 0 and cfg.training.eval_strategy != "no":
-        sample = splits["validation"].select(range(min(cfg.generation.num_eval_generate, len(splits["validation"]))))
-        prompts = build_prompts(tokenizer, sample["article"], cfg.data)
-        callbacks.append(GenerateAndScoreCallback(tokenizer, prompts, list(sample["summary"]),
-                                                  cfg.generation.for_evaluation(),
-                                                  articles=list(sample["article"])))
     # The Trainer's own Hub push would upload every checkpoint; we push one prepared folder at the end.
     # The Trainer pickles its arguments into every checkpoint (training_args.bin): it never sees the token.
     # Checkpointing is switched on here rather than by the Trainer (see enable_activation_checkpointing).
@@ -292,9 +293,16 @@ def build_trainer(cfg: RunConfig, model, tokenizer, splits) -> SummarizationTrai
         enable_activation_checkpointing(model, cfg.training.activation_checkpointing_kwargs)
         overrides.update(activation_checkpointing=False, gradient_checkpointing=False)
     args = dataclasses.replace(cfg.training, **overrides) if overrides else cfg.training
-    return SummarizationTrainer(model=model, args=args, train_dataset=train, eval_dataset=evaluation,
-                                data_collator=PaddingCollator(pad_id=tokenizer.pad_token_id),
-                                processing_class=tokenizer, callbacks=callbacks)
+    trainer = SummarizationTrainer(model=model, args=args, train_dataset=train, eval_dataset=evaluation,
+                                   data_collator=PaddingCollator(pad_id=tokenizer.pad_token_id),
+                                   processing_class=tokenizer)
+    if cfg.generation.num_eval_generate > 0 and cfg.training.eval_strategy != "no":
+        sample = splits["validation"].select(range(min(cfg.generation.num_eval_generate, len(splits["validation"]))))
+        prompts = build_prompts(tokenizer, sample["article"], cfg.data)
+        trainer.add_callback(GenerateAndScoreCallback(
+            tokenizer, prompts, list(sample["summary"]), cfg.generation.for_evaluation(), trainer.clock,
+            articles=list(sample["article"]), precision=generation_precision(cfg.training.mixed_precision)))
+    return trainer
 
 
 def enable_activation_checkpointing(model, checkpoint_kwargs: dict | None = None) -> None:
@@ -320,6 +328,7 @@ def train_model(trainer: SummarizationTrainer, checkpoint: str | None) -> dict:
     if checkpoint:
         costs = read_costs(checkpoint)
         trainer.previous_costs = {**costs, "resumes": costs["resumes"] + 1}
+        trainer.clock.restore(costs)
         print(f"Resuming from {checkpoint} (resume {trainer.previous_costs['resumes']})", flush=True)
     state = TrainerState.load_from_json(str(Path(checkpoint) / STATE_FILE)) if checkpoint else None
     if state is not None and state.max_steps and state.global_step >= state.max_steps:
@@ -330,11 +339,13 @@ def train_model(trainer: SummarizationTrainer, checkpoint: str | None) -> dict:
         steps_now = trainer.state.global_step - (state.global_step if state else 0)
         session_loss = result.training_loss * steps_now  # the Trainer's mean covers this session's steps only
         costs = {**trainer.costs_so_far(), "loss_sum": trainer.previous_costs["loss_sum"] + session_loss}
-    steps, tokens, wall = trainer.state.global_step, trainer.state.num_input_tokens_seen, costs["train_wall_time_s"]
+    steps, tokens = trainer.state.global_step, trainer.state.num_input_tokens_seen
+    seconds = round(trainer.clock.train_seconds, 3)  # tokens/s as run.json's two fields give it
     curve = learning_curve(trainer.state.log_history)  # None unless the ROUGE callback recorded one
-    return {"train_wall_time_s": round(wall, 3), "train_steps": steps,
+    return {"train_time_s": seconds, "eval_time_s": round(trainer.clock.eval_seconds, 3),
+            "train_wall_time_s": round(costs["train_wall_time_s"], 3), "train_steps": steps,
             "train_loss": costs["loss_sum"] / steps if steps else None, "train_tokens": tokens,
-            "train_tokens_per_s": round(tokens / wall, 2) if wall > 0 else None, "resumes": costs["resumes"],
+            "train_tokens_per_s": round(tokens / seconds, 2) if seconds > 0 else None, "resumes": costs["resumes"],
             "best_model_checkpoint": trainer.state.best_model_checkpoint, "log_history": trainer.state.log_history,
             **({"learning_curve": curve} if curve else {})}
 

@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM, TrainerControl, TrainerState
 
 import evaluate_all
 import train_lora
-from common.callbacks import BEGIN_KEY, GenerateAndScoreCallback, examples_seen, learning_curve
+from common.callbacks import BEGIN_KEY, CostClock, GenerateAndScoreCallback, examples_seen, learning_curve
 from common.config import DataArguments, GenerationArguments
 from common.evaluation import lead3
 from common.generation import generate_summaries
@@ -41,7 +41,8 @@ def prompts_for(tokenizer):
 
 def start_curve(model, tokenizer, articles=ARTICLES):
     """Run the callback's on_train_begin on `model`; returns (the begin entry, what each generate call made)."""
-    callback = GenerateAndScoreCallback(tokenizer, prompts_for(tokenizer), REFERENCES, GEN, articles=articles)
+    callback = GenerateAndScoreCallback(tokenizer, prompts_for(tokenizer), REFERENCES, GEN, CostClock(),
+                                        articles=articles)
     generated = []
     original = callback.generate
     callback.generate = lambda m: generated.append(original(m)) or generated[-1]
@@ -106,25 +107,47 @@ def test_lead3_line_equals_the_lead3_scorer_on_those_articles(tiny_model_dir, ti
     assert without_articles["lead3"] is None
 
 
-def test_train_seconds_count_only_the_time_inside_training_steps(tiny_tokenizer):
-    callback = GenerateAndScoreCallback(tiny_tokenizer, prompts_for(tiny_tokenizer), REFERENCES, GEN)
-    state, control = TrainerState(), TrainerControl()
+def test_cost_clock_counts_training_steps_and_evaluation_apart():
+    clock, state, control = CostClock(), TrainerState(), TrainerControl()
     for _ in range(2):
-        callback.on_step_begin(ARGS, state, control)
+        clock.on_step_begin(ARGS, state, control)
         time.sleep(0.05)
-        callback.on_step_end(ARGS, state, control)
-        time.sleep(0.2)  # an evaluation between steps
-    assert 0.1 <= callback.train_seconds < 0.3  # with the 0.2 s between the steps it would be >= 0.3
+        clock.on_step_end(ARGS, state, control)
+        with clock.evaluating():  # an evaluation between steps, with the curve's generation nested in it
+            with clock.evaluating():
+                time.sleep(0.2)
+        time.sleep(0.1)  # a checkpoint: neither
+    assert 0.1 <= clock.train_seconds < 0.3  # with the evaluations it would be >= 0.5
+    assert 0.4 <= clock.eval_seconds < 0.6  # counted once, not once per nested block (>= 0.8)
 
 
-def test_a_resumed_run_continues_its_curve_without_scoring_the_start_again(tiny_tokenizer):
-    callback = GenerateAndScoreCallback(tiny_tokenizer, prompts_for(tiny_tokenizer), REFERENCES, GEN)
+def test_a_resumed_run_continues_its_curve_and_clock_without_scoring_the_start_again(tiny_tokenizer):
+    clock = CostClock()
+    clock.restore({"train_wall_time_s": 9.0, "train_time_s": 5.25, "eval_time_s": 3.5})
+    callback = GenerateAndScoreCallback(tiny_tokenizer, prompts_for(tiny_tokenizer), REFERENCES, GEN, clock)
     callback.generate = lambda model: pytest.fail("a resumed run generated its start again")
     state = TrainerState(global_step=4)
     state.log_history = [{BEGIN_KEY: {"dev_examples": 3}, "step": 0}, {"eval_rougeLsum": 1.0, "train_seconds": 2.5},
                          {"eval_rougeLsum": 2.0, "train_seconds": 5.25}]
     callback.on_train_begin(ARGS, state, TrainerControl(), model=object())
-    assert callback.train_seconds == 5.25 and len(state.log_history) == 3
+    assert (clock.train_seconds, clock.eval_seconds, len(state.log_history)) == (5.25, 3.5, 3)
+    older = CostClock()
+    older.restore({"train_wall_time_s": 9.0})  # a checkpoint written before the split: its wall time, all training
+    assert (older.train_seconds, older.eval_seconds) == (9.0, 0.0)
+
+
+def test_run_json_training_time_leaves_out_evaluation(tiny_model_dir, fixture_files, tmp_path, monkeypatch):
+    """Each curve generation made 0.4 s slower: all of it lands in eval_time_s, none in train_time_s or
+    train_tokens_per_s (the start's two generations and one per evaluation: 4 x 0.4 s)."""
+    import common.callbacks
+
+    generate = common.callbacks.generate_summaries
+    monkeypatch.setattr(common.callbacks, "generate_summaries", lambda *a, **k: time.sleep(0.4) or generate(*a, **k))
+    run = train_lora.main(quick_flags(tiny_model_dir, fixture_files, tmp_path / "lora"))
+    assert run["eval_time_s"] >= 4 * 0.4
+    assert run["train_time_s"] + run["eval_time_s"] <= run["train_wall_time_s"]
+    assert run["train_tokens_per_s"] == pytest.approx(run["train_tokens"] / run["train_time_s"], rel=1e-3)
+    assert run["learning_curve"]["points"][-1]["train_seconds"] == pytest.approx(run["train_time_s"], abs=1e-3)
 
 
 @pytest.mark.parametrize("eval_beams, curve_beams", [("0", 3), ("1", 1)])
@@ -154,7 +177,7 @@ def test_run_json_holds_the_curve_after_a_tiny_training_run(tiny_model_dir, fixt
     assert [p["step"] for p in points] == [0, 1, 2] and [p["examples_seen"] for p in points] == [0, 4, 8]
     assert set(points[0]) == {"step", "examples_seen", "train_seconds", "rouge1", "rouge2", "rougeLsum", "mean_words"}
     assert 0 == points[0]["train_seconds"] < points[1]["train_seconds"] < points[2]["train_seconds"]
-    assert points[2]["train_seconds"] <= summary["train_wall_time_s"]
+    assert points[2]["train_seconds"] <= summary["train_time_s"] <= summary["train_wall_time_s"]
     logged = [e for e in summary["log_history"] if "eval_rougeLsum" in e]
     assert [p["rougeLsum"] for p in points[1:]] == [e["eval_rougeLsum"] for e in logged]
     assert {key: points[0][key] for key in curve["zero_shot"]} == curve["zero_shot"]  # LoRA starts at zero-shot

@@ -63,14 +63,14 @@ def test_checkpointed_finetune_script_trains(tiny_model_dir, fixture_files, tmp_
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_generate_local_decodes_generate_local_tokens(method, tiny_model_dir, tiny_tokenizer):
+def test_generate_local_decodes_and_counts_generate_local_tokens(method, tiny_model_dir, tiny_tokenizer):
     model = build(method, tiny_model_dir)
     prompts = build_prompts(tiny_tokenizer, ARTICLES, DataArguments(prompt_template="{article}\nTL;DR:"))
     gen = GenerationArguments(max_new_tokens=8, generation_batch_size=2)
     tokens = generate_local_tokens(model, tiny_tokenizer, prompts, gen)
     assert all(tiny_tokenizer.eos_token_id not in row for row in tokens)
     assert generate_local(model, tiny_tokenizer, prompts, gen) == \
-        [(tiny_tokenizer.decode(row, skip_special_tokens=True).strip(), len(row) == 8) for row in tokens]
+        [(tiny_tokenizer.decode(row, skip_special_tokens=True).strip(), len(row) == 8, len(row)) for row in tokens]
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -87,7 +87,7 @@ def test_a_summary_is_cut_only_when_it_reaches_max_new_tokens_without_eos(method
     with torch.no_grad():
         norm.weight.zero_()
         norm.bias.copy_(10 * base.transformer.wte.weight[eos])
-    assert generate_local(model, tiny_tokenizer, prompts, gen) == [("", False)] * len(prompts)
+    assert generate_local(model, tiny_tokenizer, prompts, gen) == [("", False, 0)] * len(prompts)
 
 
 def test_soft_prompt_padding_stays_in_front_of_the_prompt(tiny_model_dir, tiny_tokenizer):

@@ -173,12 +173,13 @@ def test_killed_at_a_checkpoint_and_in_generation_then_resumed_equals_uninterrup
     assert runs[1]["train_steps"] == runs[0]["train_steps"] == 12
     assert runs[1]["train_tokens"] == runs[0]["train_tokens"]
     assert runs[1]["train_loss"] == pytest.approx(runs[0]["train_loss"], rel=1e-4)
-    assert runs[1]["train_tokens_per_s"] == pytest.approx(runs[1]["train_tokens"] / runs[1]["train_wall_time_s"],
-                                                           rel=1e-3)
+    assert runs[1]["train_tokens_per_s"] == pytest.approx(runs[1]["train_tokens"] / runs[1]["train_time_s"], rel=1e-3)
+    assert 0 < runs[1]["train_time_s"] + runs[1]["eval_time_s"] <= runs[1]["train_wall_time_s"]
     print("\nkill-and-resume figures:", json.dumps({
         name: {"adapter_sha256": __import__("hashlib").sha256(
             (d / "adapter" / "adapter_model.safetensors").read_bytes()).hexdigest()[:16],
-            **{k: r[k] for k in ("train_wall_time_s", "train_tokens", "train_tokens_per_s", "train_loss", "resumes")}}
+            **{k: r[k] for k in ("train_time_s", "eval_time_s", "train_wall_time_s", "train_tokens", "train_tokens_per_s",
+                                   "train_loss", "resumes")}}
         for name, d, r in (("uninterrupted", full, runs[0]), ("killed twice, resumed", killed, runs[1]))}, indent=1))
 
 

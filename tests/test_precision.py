@@ -1,0 +1,72 @@
+"""One precision for every method, and the GPU-only paths that must not crash, proved on CPU.
+
+CPU autocast runs the same code paths as a GPU's (`--use_cpu true --bf16 true`), and fp16 autocast works
+on CPU too: the precision every generation uses, the attention kernel under fp16, the refusal of
+FlashAttention-2 without half precision, and generation that leaves no inference tensors behind.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import common.generation
+import train_finetune
+import train_lora
+import train_soft_prompt
+from common.fast_kernels import SDPASelfAttention
+from common.predict import main as predict_main
+from helpers import data_flags, quick_flags
+
+SCRIPTS = {"lora": train_lora.main, "soft_prompt": train_soft_prompt.main, "finetune": train_finetune.main}
+
+
+@pytest.fixture()
+def autocast_probe(monkeypatch):
+    """What the attention sees while `generate_token_batch` runs: (autocast on, autocast dtype, query dtype)."""
+    seen, inside = set(), []
+    generate_batch, attend = common.generation.generate_token_batch, SDPASelfAttention._attn
+
+    def generate_token_batch(*args, **kwargs):
+        inside.append(True)
+        try:
+            return generate_batch(*args, **kwargs)
+        finally:
+            inside.pop()
+
+    def _attn(self, query, *args, **kwargs):
+        if inside:
+            seen.add((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"), query.dtype))
+        return attend(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(common.generation, "generate_token_batch", generate_token_batch)
+    monkeypatch.setattr(SDPASelfAttention, "_attn", _attn)
+    return seen
+
+
+@pytest.mark.slow
+def test_every_method_and_zero_shot_generate_in_the_same_precision_under_bf16(autocast_probe, tiny_model_dir,
+                                                                              fixture_files, tmp_path):
+    """--bf16 true --use_cpu true: the learning curve and the test summaries of every method, and zero-shot,
+    run their attention under bf16 autocast on bf16 queries, and run.json says bf16-autocast."""
+    bf16 = ["--bf16", "true", "--use_cpu", "true", "--max_steps", "1", "--max_new_tokens", "3"]
+    seen, recorded = {}, {}
+    for method, main in SCRIPTS.items():
+        main([*quick_flags(tiny_model_dir, fixture_files, tmp_path / method), *bf16])
+        seen[method], recorded[method] = set(autocast_probe), json.loads((tmp_path / method / "run.json").read_text())
+        autocast_probe.clear()
+    predict_main(["--model_name_or_path", str(tiny_model_dir), *data_flags(fixture_files), "--output_dir",
+                  str(tmp_path / "zero_shot"), "--bf16", "true", "--use_cpu", "true", "--max_new_tokens", "3"])
+    seen["zero_shot"] = set(autocast_probe)
+    recorded["zero_shot"] = json.loads((tmp_path / "zero_shot" / "run.json").read_text())
+    assert seen == {name: {(True, torch.bfloat16, torch.bfloat16)} for name in seen}, seen
+    assert {name: run["generation_precision"] for name, run in recorded.items()} == dict.fromkeys(seen, "bf16-autocast")
+
+
+def test_generation_is_fp32_without_mixed_precision(autocast_probe, tiny_model_dir, fixture_files, tmp_path):
+    run = train_lora.main([*quick_flags(tiny_model_dir, fixture_files, tmp_path / "lora"), "--max_steps", "1",
+                           "--max_new_tokens", "3"])
+    assert autocast_probe == {(False, torch.get_autocast_dtype("cpu"), torch.float32)}
+    assert run["generation_precision"] == "fp32"
