@@ -70,3 +70,48 @@ def test_generation_is_fp32_without_mixed_precision(autocast_probe, tiny_model_d
                            "--max_new_tokens", "3"])
     assert autocast_probe == {(False, torch.get_autocast_dtype("cpu"), torch.float32)}
     assert run["generation_precision"] == "fp32"
+
+
+def test_a_learning_curve_generation_leaves_no_inference_tensors_for_training(tiny_model_dir, tiny_tokenizer):
+    """FSDP2 (on CPU, gloo, one process) gathers parameters into buffers at the first forward pass; the
+    learning curve's start is that first pass. Generated under inference_mode, those buffers were inference
+    tensors and the first training step failed; under no_grad training goes on."""
+    import itertools
+    import socket
+    from types import SimpleNamespace
+
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+    from transformers import AutoModelForCausalLM, TrainerControl, TrainerState
+
+    from common.callbacks import CostClock, GenerateAndScoreCallback
+    from common.config import DataArguments, GenerationArguments
+    from common.tokenization import build_prompts
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+        mesh = init_device_mesh("cpu", (1,))
+        for block in model.transformer.h:
+            fully_shard(block, mesh=mesh)
+        fully_shard(model, mesh=mesh)
+        prompts = build_prompts(tiny_tokenizer, ["The council met on Tuesday. The vote was close."],
+                                DataArguments(prompt_template="{article}\nTL;DR:"))
+        callback = GenerateAndScoreCallback(tiny_tokenizer, prompts, ["The council met."],
+                                            GenerationArguments(max_new_tokens=3), CostClock())
+        args = SimpleNamespace(per_device_train_batch_size=1, gradient_accumulation_steps=1, world_size=1)
+        callback.on_train_begin(args, TrainerState(), TrainerControl(), model=model)
+        tensors = itertools.chain(model.named_parameters(), model.named_buffers())
+        assert [name for name, tensor in tensors if tensor.is_inference()] == []
+        ids = torch.tensor([prompts[0]])
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        optimizer.step()
+        assert torch.isfinite(loss)
+    finally:
+        dist.destroy_process_group()
