@@ -424,6 +424,7 @@ def parse_run_config(method_name: str, argv: list[str] | None = None) -> RunConf
         check_training(namespace)
     model, data, generation, method, training = _dataclasses_from(parser, namespace)
     _check_hub_flags(training, method_name)
+    _check_half_precision_kernels(model, training)
     return RunConfig(method_name, model, data, generation, method, training, config_file)
 
 
@@ -450,6 +451,31 @@ def _check_hub_flags(training: SummarizationTrainingArguments, method_name: str)
     if training.push_to_hub and not training.hub_model_id:
         raise ConfigError("--push_to_hub needs --hub_model_id OWNER/NAME (e.g. your-user/gpt-neo-lora-cnndm); "
                           "checked now so that it does not fail after training")
+
+
+def _check_half_precision_kernels(model: ModelArguments, training: SummarizationTrainingArguments) -> None:
+    """FlashAttention-2 takes fp16/bf16 inputs only; the model is loaded in fp32, so only autocast gives them."""
+    if model.attn_implementation == "flash_attention_2" and training.mixed_precision not in ("bf16", "fp16"):
+        raise ConfigError("--attn_implementation flash_attention_2 computes in half precision only and the model "
+                          "is loaded in fp32: add --bf16 true (or --fp16 true on a GPU without bf16), or leave "
+                          "--attn_implementation out")
+
+
+def check_precision_against_model(cfg: RunConfig, model_config: Any) -> None:
+    """GPT-Neo's own attention overflows under fp16 autocast (its scores are unscaled and its fp32 upcast is
+    undone by autocast: NaN loss on real weights); only the fused kernel computes them in fp32.
+
+    Example:
+        >>> from transformers import GPTNeoConfig
+        >>> check_precision_against_model(parse_run_config("lora", ["--fp16", "true", "--fast_kernels", "false"]),
+        ...                               GPTNeoConfig())
+        Traceback (most recent call last):
+        common.cli.ConfigError: --fp16 with --fast_kernels false: GPT-Neo's own attention overflows fp16 (unscaled scores, NaN loss); keep --fast_kernels true or use --bf16 true
+    """
+    own_attention = not cfg.model.fast_kernels and cfg.model.attn_implementation in (None, "eager")
+    if own_attention and cfg.training.mixed_precision == "fp16" and getattr(model_config, "model_type", "") == "gpt_neo":
+        raise ConfigError("--fp16 with --fast_kernels false: GPT-Neo's own attention overflows fp16 (unscaled scores, "
+                          "NaN loss); keep --fast_kernels true or use --bf16 true")
 
 
 def _peek_config_flag(argv: list[str]) -> str | None:

@@ -14,9 +14,11 @@ a pass over memory, forward and backward. Its `gelu_new` activation is eight ele
 Weights, state dicts and saved files are unchanged; outputs agree to float rounding (tests/test_fast_kernels.py:
 logits, loss, gradients and greedy tokens against the eager classes). Measured on GPT-Neo-125M's shape, one
 training step of 4 x 630 tokens on 2 CPU cores: attention forward+backward 0.37 -> 0.13 s per layer, the MLP
-activation 0.074 -> 0.034 s per block (benchmarks/profile_step.py). fp16 keeps the eager attention, which
-upcasts the unscaled scores to fp32 to avoid overflow; attention weights are not returned (output_attentions
-gives None). `--fast_kernels false` keeps the model's own classes.
+activation 0.074 -> 0.034 s per block (benchmarks/profile_step.py). GPT-Neo does not scale its scores, which
+overflow fp16 on real weights; its own attention casts query and key to fp32 for that, but under fp16
+autocast the matmul runs in fp16 anyway (inf scores, NaN loss). Here fp16 attention is computed in fp32 with
+autocast off, then cast back. Attention weights are not returned (output_attentions gives None).
+`--fast_kernels false` keeps the model's own classes (refused with --fp16 on GPT-Neo: `config.py`).
 
 Example:
     >>> use_fast_kernels(model)
@@ -44,8 +46,11 @@ class SDPASelfAttention(GPTNeoSelfAttention):
         """query (batch, heads, q, head_dim), key/value (batch, heads, k, head_dim) -> ((batch, heads, q,
         head_dim), None). The mask is the parent's: its causal/local `bias` buffer, then the additive padding
         mask."""
-        if query.dtype == torch.float16:
-            return super()._attn(query, key, value, attention_mask)
+        if query.dtype == torch.float16:  # unscaled scores overflow fp16: compute in fp32, autocast off
+            with torch.autocast(query.device.type, enabled=False):
+                output, _ = self._attn(query.float(), key.float(), value.float(),
+                                       None if attention_mask is None else attention_mask.float())
+            return output.to(value.dtype), None
         query_length, key_length = query.size(-2), key.size(-2)
         allowed = self.bias[:, :, key_length - query_length:key_length, :key_length]
         if attention_mask is None:

@@ -27,7 +27,7 @@ from transformers import AutoConfig, set_seed
 
 from . import run_folder
 from .cli import ConfigError
-from .config import RunConfig, check_lengths_against_model, trains
+from .config import RunConfig, check_lengths_against_model, check_precision_against_model, trains
 from .data import SPLITS, load_splits
 from .generation import Summary, generate_summaries_and_stops, generation_precision, unwrap_peft
 from .hub import HubUnreachableError, prepare_hub_folder, push_folder
@@ -91,6 +91,7 @@ def load_data(cfg: RunConfig):
     tokenizer = load_tokenizer(cfg.model)
     model_config = from_pretrained_or_explain(AutoConfig, cfg.model.model_name_or_path, "model config")
     check_lengths_against_model(cfg, model_config, tokenizer)
+    check_precision_against_model(cfg, model_config)
     splits, counts = load_splits(cfg.data, SPLITS if trains(cfg.method_name) else ("test",))
     return tokenizer, splits, counts
 

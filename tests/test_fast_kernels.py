@@ -120,17 +120,32 @@ def test_padded_mask_on_a_hand_written_row():
     assert mask == [[0.0, inf, inf], [LOW, 0.0, inf], [LOW, 0.0, 0.0]]
 
 
-def test_fp16_keeps_the_eager_attention():
-    """fp16 cannot hold GPT-Neo's unscaled scores: the parent's fp32 computation runs (it returns weights)."""
+def test_fp16_autocast_loss_stays_finite_and_matches_fp32_when_scores_overflow_fp16():
+    """Query and key weights scaled up until GPT-Neo's unscaled scores pass fp16's maximum (65,504): under
+    CPU fp16 autocast the model's own attention gives a non-finite loss (its fp32 upcast is undone by
+    autocast); the fused attention computes fp16 scores in fp32 and gives the fp32 loss to fp16 rounding."""
     model = small_window_model()
+    with torch.no_grad():
+        for block in model.transformer.h:
+            block.attn.attention.q_proj.weight.mul_(600)
+            block.attn.attention.k_proj.weight.mul_(600)
+    batch = left_padded_batch()
     use_fast_kernels(model)
-    attention = model.transformer.h[0].attn.attention
-    q = k = v = torch.randn(1, 4, 3, 16, dtype=torch.float16)
-    output, weights = attention._attn(q, k, v)
-    assert weights is not None and weights.shape == (1, 4, 3, 3)
-    output32, none = attention._attn(q.float(), k.float(), v.float())
-    assert none is None
-    assert torch.allclose(output.float(), output32, atol=1e-2)
+    attention, first = model.transformer.h[0].attn.attention, model.transformer.h[0]
+    with torch.no_grad():
+        hidden = first.ln_1(model.transformer.wte(batch["input_ids"]) + model.transformer.wpe.weight[:12])
+        query, key = (attention._split_heads(projection(hidden), attention.num_heads, attention.head_dim)
+                      for projection in (attention.q_proj, attention.k_proj))
+        largest_score = (query @ key.transpose(-1, -2)).abs().max().item()
+    assert largest_score > torch.finfo(torch.float16).max  # the premise: the first block's scores overflow fp16
+    loss32 = model(**batch).loss
+    with torch.autocast("cpu", dtype=torch.float16):
+        loss16 = model(**batch).loss
+        with eager_kernels(model):
+            eager16 = model(**batch).loss
+    assert not torch.isfinite(eager16)
+    assert torch.isfinite(loss16) and torch.isfinite(loss32)
+    assert loss16.item() == pytest.approx(loss32.item(), rel=2e-2)
 
 
 @pytest.mark.parametrize("flag, expected", [("true", "SDPASelfAttention"), ("false", "GPTNeoSelfAttention")])

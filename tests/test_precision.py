@@ -18,7 +18,8 @@ import train_lora
 import train_soft_prompt
 from common.fast_kernels import SDPASelfAttention
 from common.predict import main as predict_main
-from helpers import data_flags, quick_flags
+from common.config import parse_run_config
+from helpers import cli, data_flags, quick_flags
 
 SCRIPTS = {"lora": train_lora.main, "soft_prompt": train_soft_prompt.main, "finetune": train_finetune.main}
 
@@ -115,3 +116,20 @@ def test_a_learning_curve_generation_leaves_no_inference_tensors_for_training(ti
         assert torch.isfinite(loss)
     finally:
         dist.destroy_process_group()
+
+
+def test_flash_attention_2_is_refused_without_half_precision(capsys):
+    code, err = cli(train_lora.main, ["--attn_implementation", "flash_attention_2"], capsys)
+    assert code == 2 and "--attn_implementation flash_attention_2 computes in half precision only" in err
+    assert parse_run_config("lora", ["--attn_implementation", "flash_attention_2", "--bf16", "true",
+                                     "--use_cpu", "true"]).training.mixed_precision == "bf16"
+
+
+def test_fp16_with_gpt_neos_own_attention_is_refused_before_the_model_loads(tiny_model_dir, fixture_files, tmp_path,
+                                                                            capsys, monkeypatch):
+    import common.pipeline
+
+    monkeypatch.setattr(common.pipeline, "load_base_model", lambda *a: pytest.fail("the model was loaded"))
+    flags = [*quick_flags(tiny_model_dir, fixture_files, tmp_path / "lora"), "--fp16", "true", "--use_cpu", "true"]
+    code, err = cli(train_lora.main, [*flags, "--fast_kernels", "false"], capsys)
+    assert code == 2 and "--fp16 with --fast_kernels false: GPT-Neo's own attention overflows fp16" in err
