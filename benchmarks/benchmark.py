@@ -38,8 +38,23 @@ Ratios: `ratio` is ours/naive and `ratio_stock` ours/stock.
 
 This file is the harness: it parses the settings, builds each method's RunConfig, rotates the three paths'
 steps, measures time and memory, prints the table and writes the JSON. The FLOPs counted (those the method
-must do, the same count for every path), the FLOPs each path executes and the matmul peak (the best of
-torch.mm at 2048^3 and at batch tokens x d x 4d, measured in this run) are defined in `benchmarks/flops.py`.
+must do, the same count for every path), the FLOPs each path executes and the matmul peak (torch.mm at
+`flops.peak_shape`'s shape, 2048^3 on a CPU and 8192^3 timed back to back with CUDA events on a GPU, and at
+batch tokens x d x 4d, measured in this run) are defined in `benchmarks/flops.py`. On a GPU each path's FLOP/s
+is also given as a fraction of the card's dense bf16 data-sheet figure (`flops.dense_bf16_flop_per_s`; "-"
+for a card not in its table).
+
+Batch sizes: on a GPU each method is measured at its GPU preset's `per_device_train_batch_size` and
+`generation_batch_size` (`configs/gpt-neo-125m/<method>.yaml`, read from the file), because tokens/s depend on
+the batch and the projected hours are for the runs those presets make; on a CPU at 4 and 16, the sizes the
+README's CPU figures were measured at. --batch_size / --gen_batch_size override both, and the
+results state the sizes each projection assumes (`projection_batch_sizes`, with the prompts a generate call
+held when the test rows were fewer than the batch).
+
+fp16: ours and stock take their steps through the Trainer, whose accelerator scales the loss on a GPU (its
+GradScaler); their step unscales the gradients before clipping, skips a step whose gradients overflowed and
+updates the scale, as the Trainer's own loop does. The naive step backpropagates the loss unscaled.
+
 Run it on a quiet machine and compare the load averages it prints: with other jobs on the same cores,
 OpenMP threads wait on descheduled peers and small operations slow down many times over (--threads 1
 then gives clean one-core figures). Costs as the work grows: `benchmarks/data_scaling.py` (data preparation
@@ -64,11 +79,12 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.flops import FlopCounter, matmul_peak, synchronize  # noqa: E402
+from benchmarks.flops import FlopCounter, dense_bf16_flop_per_s, matmul_peak, peak_shape, synchronize  # noqa: E402
 from benchmarks.naive import (autocast, clip_and_step, naive_batch, naive_generate, naive_length,  # noqa: E402
                               naive_stepper)
 from benchmarks.stock import generation_path, probe_losses, stock_batches, stock_generate, stock_trainer  # noqa: E402
@@ -87,6 +103,8 @@ METHODS = tuple(method_names())
 PATHS = ("ours", "stock", "naive")
 SEED_TRAIN_EXAMPLES, SEED_TEST_EXAMPLES = 21_000, 3_000
 SPLIT_FILES = ("train.jsonl", "test.jsonl")
+GPU_PRESETS = ROOT / "configs" / "gpt-neo-125m"  # <method>.yaml: the seed's runs on a GPU
+CPU_BATCH_SIZES = (4, 16)  # training, generation: what the CPU figures in the README were measured at
 
 
 def default_data_dir(root: Path = ROOT) -> Path:
@@ -96,9 +114,12 @@ def default_data_dir(root: Path = ROOT) -> Path:
     return shared if all((shared / name).is_file() for name in SPLIT_FILES) else root / "data" / "sample"
 
 
-def add_measurement_flags(parser: argparse.ArgumentParser, model: str, steps: int, gen_examples: int) -> None:
+def add_measurement_flags(parser: argparse.ArgumentParser, model: str, steps: int, gen_examples: int,
+                          batch_sizes: tuple[int | None, int | None] = CPU_BATCH_SIZES) -> None:
     """The flags every benchmark script shares (model, device, dtype, methods, batch and generation sizes,
-    threads), with the defaults that differ between scripts passed in."""
+    threads), with the defaults that differ between scripts passed in. `batch_sizes` None: chosen per method
+    and device by `measured_batch_sizes` (benchmark.py)."""
+    per_device = "the method's GPU preset's on cuda, {} on cpu"
     parser.add_argument("--model", choices=["tiny", "gpt-neo-125m", "offline"], default=model,
                         help="tiny: 2-block random GPT-Neo; gpt-neo-125m: its architecture with random weights; "
                         "offline: the converted SmolLM2-135M-Instruct folder (python -m common.offline_model).")
@@ -106,12 +127,14 @@ def add_measurement_flags(parser: argparse.ArgumentParser, model: str, steps: in
     parser.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
                         help="Autocast dtype (fp32 weights); bf16/fp16 only on a GPU.")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="Methods to time.")
-    parser.add_argument("--batch_size", type=int, default=4, help="Training examples per step.")
+    parser.add_argument("--batch_size", type=int, default=batch_sizes[0], help="Training examples per step "
+                        f"(default: {batch_sizes[0] or per_device.format(CPU_BATCH_SIZES[0])}).")
     parser.add_argument("--steps", type=int, default=steps, help="Timed training steps per measurement.")
     parser.add_argument("--warmup", type=int, default=1, help="Untimed training steps first.")
     parser.add_argument("--max_target_length", type=int, default=128, help="Summary tokens kept (seed: 128).")
     parser.add_argument("--gen_examples", type=int, default=gen_examples, help="Articles summarised per measurement.")
-    parser.add_argument("--gen_batch_size", type=int, default=16, help="Ours and stock: prompts per generate call.")
+    parser.add_argument("--gen_batch_size", type=int, default=batch_sizes[1], help="Ours and stock: prompts per "
+                        f"generate call (default: {batch_sizes[1] or per_device.format(CPU_BATCH_SIZES[1])}).")
     parser.add_argument("--max_new_tokens", type=int, default=128, help="Tokens generated per summary (seed: 128).")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's).")
 
@@ -142,7 +165,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Ours vs stock Hugging Face code vs a naive loop: training "
                                      "tokens/s, s/step, peak memory, FLOP/s vs measured matmul peak, generation "
                                      "tokens/s.")
-    add_measurement_flags(parser, model="tiny", steps=3, gen_examples=32)
+    add_measurement_flags(parser, model="tiny", steps=3, gen_examples=32, batch_sizes=(None, None))
     add_source_flags(parser, train_pool=100)
     parser.add_argument("--out", default=None, help="JSON file (default benchmarks/results/<machine>-<model>.json, "
                         "with -<N>thread appended when --threads is given).")
@@ -156,27 +179,58 @@ def main(args: argparse.Namespace) -> dict:
     load_before = start_measurement(args)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir, tokenizer_dir, make_base = model_source(args.model, Path(tmp), args.tokenizer)
-        peaks = [matmul_peak(args.device, args.dtype, 2048, 2048, 2048)]
-        methods, epochs = {}, {}
+        peaks = [matmul_peak(args.device, args.dtype, **peak_shape(args.device))]
+        methods, epochs, sizes = {}, {}, {}
         for method in args.methods:
-            cfg = run_config(args, method, data, model_dir, tokenizer_dir, Path(tmp))
-            methods[method] = bench_method(args, cfg, make_base, peaks)
+            settings = method_settings(args, method)
+            cfg = run_config(settings, method, data, model_dir, tokenizer_dir, Path(tmp))
+            methods[method] = bench_method(settings, cfg, make_base, peaks)
             epochs[method] = seed_epochs(cfg)
+            sizes[method] = projection_batch_sizes(settings, methods[method]["ours"]["gen_prompts"])
     peak = max(p["flop_per_s"] for p in peaks)
+    spec = dense_bf16_flop_per_s(device_description(args.device)) if args.device.startswith("cuda") else None
     for result in methods.values():
         for path in PATHS:
             result[path]["matmul_fraction"] = result[path]["flop_per_s"] / peak
+            result[path]["spec_bf16_fraction"] = result[path]["flop_per_s"] / spec if spec else None
     results = {"machine": machine_name(args.device), "device": device_description(args.device),
                "model": args.model, "dtype": args.dtype, "torch_threads": torch.get_num_threads(),
                "load_average_before": load_before, "load_average_after": os.getloadavg(),
                "settings": vars(args), "matmul_peak_flop_per_s": peak, "matmul_measurements": peaks,
-               "methods": methods, "projections": projections(methods, epochs), "versions": package_versions()}
+               "spec_dense_bf16_flop_per_s": spec, "methods": methods, "projections": projections(methods, epochs),
+               "projection_batch_sizes": sizes, "versions": package_versions()}
     print_report(results)
     threads = f"-{args.threads}thread" if args.threads else ""
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"{results['machine']}-{args.model}{threads}.json")
     write_json(out, results)
     print(f"\nWritten to {out}")
     return results
+
+
+def preset_batch_sizes(method: str, presets: Path = GPU_PRESETS) -> tuple[int, int]:
+    """(per_device_train_batch_size, generation_batch_size) of the method's GPU preset, `presets/<method>.yaml`."""
+    preset = yaml.safe_load((presets / f"{method}.yaml").read_text(encoding="utf-8"))
+    return preset["per_device_train_batch_size"], preset["generation_batch_size"]
+
+
+def measured_batch_sizes(args: argparse.Namespace, method: str) -> tuple[int, int]:
+    """The training and generation batch sizes `method` is measured at: --batch_size / --gen_batch_size where
+    given, else its GPU preset's on a GPU (the projections are then for the presets' runs), else 4 and 16."""
+    train, generation = preset_batch_sizes(method) if args.device.startswith("cuda") else CPU_BATCH_SIZES
+    return args.batch_size or train, args.gen_batch_size or generation
+
+
+def method_settings(args: argparse.Namespace, method: str) -> argparse.Namespace:
+    """The parsed settings with the batch sizes `method` is measured at filled in (a new namespace)."""
+    train, generation = measured_batch_sizes(args, method)
+    return argparse.Namespace(**{**vars(args), "batch_size": train, "gen_batch_size": generation})
+
+
+def projection_batch_sizes(settings: argparse.Namespace, prompts: int) -> dict:
+    """The batch sizes a method's projection assumes: training, generation, and the prompts a generate call
+    held (fewer than the generation batch when the test rows were)."""
+    return {"train": settings.batch_size, "generation": settings.gen_batch_size,
+            "generation_prompts_per_call": min(settings.gen_batch_size, prompts)}
 
 
 def model_source(name: str, tmp: Path, tokenizer: str | None = None):
@@ -236,7 +290,7 @@ def bench_method(args, cfg, make_base, peaks: list) -> dict:
     trainer = build_trainer(cfg, model, tokenizer, splits)
     batches = draw_batches(trainer, args.warmup + args.steps)
     peaks.append(matmul_peak(args.device, args.dtype, batches[0]["input_ids"].numel(), model.config.hidden_size,
-                             4 * model.config.hidden_size))
+                             4 * model.config.hidden_size, repeats=peak_shape(args.device)["repeats"]))
     print(f"\n{cfg.method_name}: batches of {[tuple(b['input_ids'].shape) for b in batches]} "
           f"(naive pads to {naive_length(tokenizer, cfg.data)})", flush=True)
     flops = FlopCounter(model, batches[0])
@@ -312,11 +366,27 @@ def eager(model, fn):
 def ours_step(trainer, model, params, batch) -> None:
     """The project's step: the Trainer's training_step (ours: label-position loss; stock: the model's own loss;
     then backward), then the same clipping and optimizer step as naive. `items`, the labelled next-token
-    positions, is what the Trainer's training loop passes as num_items_in_batch for a causal LM."""
+    positions, is what the Trainer's training loop passes as num_items_in_batch for a causal LM. When the
+    Trainer's accelerator scaled the loss (fp16 on a GPU), the step goes through its GradScaler."""
     items = (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
     with autocast(trainer.args):
         trainer.training_step(model, batch, items)
-    clip_and_step(trainer.optimizer, params, trainer.args.max_grad_norm)
+    scaler = trainer.accelerator.scaler
+    if scaler is None:
+        clip_and_step(trainer.optimizer, params, trainer.args.max_grad_norm)
+    else:
+        scaled_clip_and_step(scaler, trainer.optimizer, params, trainer.args.max_grad_norm)
+
+
+def scaled_clip_and_step(scaler, optimizer, params, max_grad_norm) -> None:
+    """`clip_and_step` for the gradients of a loss that `scaler` scaled: unscale them in place, clip, step
+    (GradScaler.step skips a step whose gradients hold inf or NaN), update the scale, drop the gradients."""
+    scaler.unscale_(optimizer)
+    if max_grad_norm:
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def timed(args, fn, release_heap: bool = True) -> tuple[float, tuple[int, int]]:
@@ -436,11 +506,14 @@ def device_description(device: str) -> str:
 
 
 def print_report(results: dict) -> None:
+    spec = results["spec_dense_bf16_flop_per_s"]
+    spec_text = f"{spec / 1e12:.0f} TFLOP/s" if spec else "unknown"
     print(f"\n{results['device']} | model {results['model']} | {results['dtype']} | "
           f"{results['torch_threads']} threads | matmul peak {results['matmul_peak_flop_per_s'] / 1e9:.0f} GFLOP/s | "
+          f"dense bf16 spec {spec_text} | "
           f"load {results['load_average_before'][0]:.2f} -> {results['load_average_after'][0]:.2f}")
     header = ("method", "path", "train tok/s", "s/step", "peak MiB (step)", "GFLOP/step", "GFLOP/s", "% matmul",
-              "gen tok/s", "same gen as ours")
+              "% bf16 spec", "gen tok/s", "same gen as ours")
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for method, r in results["methods"].items():
         same = {"ours": "", "stock": r["same_generations_stock"], "naive": r["same_generations"]}
@@ -450,17 +523,31 @@ def print_report(results: dict) -> None:
             print(f"| {method} | {path} | {p['train_tokens_per_s']:.0f} | {p['s_per_step']:.2f} | "
                   f"{p['train_peak_memory_mib']:.0f} ({p['train_step_memory_mib']:.0f}) | "
                   f"{p['flop_per_step'] / 1e9:.0f} | {p['flop_per_s'] / 1e9:.1f} | "
-                  f"{100 * p['matmul_fraction']:.0f}% | {p['gen_tokens_per_s']:.1f}{note} | {same[path]} |")
+                  f"{100 * p['matmul_fraction']:.0f}% | {percent(p['spec_bf16_fraction'])} | "
+                  f"{p['gen_tokens_per_s']:.1f}{note} | {same[path]} |")
         for other, ratio in (("stock", r["ratio_stock"]), ("naive", r["ratio"])):
             loss = f"loss diff {r['probe_loss']['max_abs_difference']:.1e}" if other == "stock" else ""
             print(f"| {method} | ours/{other} | {ratio['train_tokens_per_s']:.2f}x | | | "
-                  f"{other} runs {ratio[f'executed_flops_{other}_over_ours']:.2f}x our FLOPs | | | "
+                  f"{other} runs {ratio[f'executed_flops_{other}_over_ours']:.2f}x our FLOPs | | | | "
                   f"{ratio['gen_tokens_per_s']:.2f}x | {loss} |")
     print("\nProjected hours at these rates (seed: 21,000 train examples x epochs; 3,000 test summaries):")
     for method, p in results["projections"].items():
-        print(f"  {method} ({p['epochs']} epochs): train " + " vs ".join(
-            f"{p[f'{path}_train_hours']:.1f} h {path}" for path in PATHS) + "; test generation " + " vs ".join(
-            f"{p[f'{path}_generate_test_hours']:.2f} h {path}" for path in PATHS))
+        print(projection_line(method, p, results["projection_batch_sizes"][method]))
+
+
+def projection_line(method: str, p: dict, sizes: dict) -> str:
+    """One method's projected hours per path, with the batch sizes its rates were measured at."""
+    train = " vs ".join(f"{p[f'{path}_train_hours']:.1f} h {path}" for path in PATHS)
+    generate = " vs ".join(f"{p[f'{path}_generate_test_hours']:.2f} h {path}" for path in PATHS)
+    return (f"  {method} ({p['epochs']} epochs; measured at batch {sizes['train']}, generation batch "
+            f"{sizes['generation']}, {sizes['generation_prompts_per_call']} prompts a call): train {train}; "
+            f"test generation {generate}")
+
+
+def percent(fraction: float | None) -> str:
+    """'12%', or '-' where there is no fraction (a card without a known spec, a CPU)."""
+    return "-" if fraction is None else f"{100 * fraction:.0f}%"
+
 
 if __name__ == "__main__":
     main(make_parser().parse_args())
