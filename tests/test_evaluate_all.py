@@ -30,11 +30,13 @@ def rows(n: int, prediction=lambda i: f"The storm hit the coast {i}.") -> dict[s
             "Predicted Summary": [prediction(i) for i in range(n)]}
 
 
-def run_json(method: str, trainable: int, wall: float | None) -> dict:
+def run_json(method: str, trainable: int, wall: float | None, precision: str = "fp32") -> dict:
+    """A run.json whose `wall` seconds of training split 2:1 into training steps and evaluation."""
     return {"method": method, "base_model": "tiny", "trainable": trainable, "total": 200_000,
             "trainable_percent": 100 * trainable / 200_000, "tied_lm_head": False, "train_wall_time_s": wall,
+            "train_time_s": wall and 2 * wall / 3, "eval_time_s": wall and wall / 3,
             "train_tokens_per_s": 1000.0 if wall else None, "peak_memory": {"peak_rss_mib": 512.0},
-            "saved_size_bytes": 4 * trainable, "generation_tokens_per_s": 50.0}
+            "saved_size_bytes": 4 * trainable, "generation_tokens_per_s": 50.0, "generation_precision": precision}
 
 
 def make_run(root, name: str, columns: dict, run: dict | None):
@@ -344,7 +346,8 @@ def test_examples_markdown_truncates_long_articles_and_escapes_cells():
 
 WRONG_FIELDS = [  # field, value, markdown column showing '-', comparison.csv column left empty, warning
     ("trainable", "many", "trainable (% of total)", "trainable", '"trainable" is "many", not a number >= 0'),
-    ("train_wall_time_s", "fast", "train time", "train_wall_time_s", '"train_wall_time_s" is "fast", not a number >= 0'),
+    ("train_time_s", "fast", "train time", "train_time_s", '"train_time_s" is "fast", not a number >= 0'),
+    ("eval_time_s", -1, "eval time", "eval_time_s", '"eval_time_s" is -1, not a number >= 0'),
     ("saved_size_bytes", [1], "saved size", "saved_size_bytes", '"saved_size_bytes" is [1], not a number >= 0'),
     ("total", True, None, "total", '"total" is true, not a number >= 0'),
     ("peak_memory", 5, "peak memory", "peak_rss_mib", '"peak_memory" is 5, not an object'),
@@ -367,7 +370,7 @@ def test_a_wrong_typed_run_json_field_shows_a_missing_cost_and_a_warning(tmp_pat
     table = pd.read_csv(out / "comparison.csv").set_index("system")
     assert table.loc["lora", "rougeLsum"].round(4) == 88.8889 and table.loc["lora", "rank"] == 1  # still scored
     assert table.loc["lora", "method"] == ("unknown" if field == "method" else "lora")
-    kept = {"trainable": 4000, "total": 200_000, "train_wall_time_s": 30.0, "saved_size_bytes": 16000,
+    kept = {"trainable": 4000, "total": 200_000, "train_time_s": 20.0, "eval_time_s": 10.0, "saved_size_bytes": 16000,
             "peak_rss_mib": 512.0}
     assert {name: table.loc["lora", name] for name in kept if name != column} == {
         name: number for name, number in kept.items() if name != column}
@@ -426,3 +429,36 @@ def test_a_wrong_stopped_value_names_the_file_and_line(tmp_path):
     with pytest.raises(InputError, match=r"predictions_test.csv: column 'Stopped' must hold \['eos', 'limit'\]; "
                                          r"line 3 holds 'maybe'"):
         load_system(folder)
+
+
+def markdown_cells(report: str, system: str) -> dict[str, str]:
+    """The comparison.md table row of `system`, by column header."""
+    lines = report.splitlines()
+    header = [c.strip() for c in next(line for line in lines if line.startswith("| rank |")).split("|")]
+    cells = [c.strip() for c in next(line for line in lines if f"| {system} |" in line).split("|")]
+    return dict(zip(header, cells))
+
+
+def test_the_table_shows_training_and_evaluation_time_apart(tmp_path):
+    runs, out = fake_runs(tmp_path / "runs", n=6), tmp_path / "out"
+    evaluate_all.main(["--runs_dir", str(runs), "--output_dir", str(out), "--no_lead3", *FAST])
+    cells = markdown_cells((out / "comparison.md").read_text(), "lora")
+    assert (cells["train time"], cells["eval time"], cells["train tok/s"]) == ("20.0 s", "10.0 s", "1,000")
+    assert "generation precision" not in cells
+
+
+def test_a_precision_column_and_a_warning_appear_only_when_runs_generated_in_different_precisions(tmp_path):
+    runs, out = fake_runs(tmp_path / "runs", n=6), tmp_path / "out"
+    evaluate_all.main(["--runs_dir", str(runs), "--output_dir", str(out), *FAST])
+    report = (out / "comparison.md").read_text()
+    assert "Summaries generated in fp32 by every system that records it." in report
+    path = runs / "lora" / "run.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "generation_precision": "bf16-autocast"}))
+    evaluate_all.main(["--runs_dir", str(runs), "--output_dir", str(out), *FAST])
+    report = (out / "comparison.md").read_text()
+    assert "**Summaries were generated in different precisions** (lora: bf16-autocast, prompt: fp32, " \
+           "zero_shot: fp32)" in report
+    assert [markdown_cells(report, name)["generation precision"] for name in ("lora", "prompt", "lead3")] == \
+        ["bf16-autocast", "fp32", "-"]
+    assert pd.read_csv(out / "comparison.csv").set_index("system").loc["lora", "generation_precision"] == \
+        "bf16-autocast"
