@@ -23,13 +23,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from common.cli import ArgumentParser, ConfigError, run
-from common.evaluation import add_lead3, align_systems, compare, load_systems
-from common.files import atomic_write_text
-from common.plots import write_learning_curves, write_plots
-from common.run_files import InputError, discover_run_dirs, run_name
-from common.report import system_rows, write_reports
-from common.stats import MIN_SAMPLES
+from common.comparison.plots import write_learning_curves, write_plots
+from common.comparison.report import system_rows, write_reports
+from common.comparison.systems import add_lead3, align_systems, compare, load_systems
+from common.core.atomic import atomic_write_text
+from common.core.cli import ArgumentParser, ConfigError, run
+from common.runs.outputs import InputError, discover_run_dirs, run_name
+from common.scoring.stats import MIN_SAMPLES
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import sys
 
-from common.cli import run
-from common.config import parse_run_config
+from common.config.parsing import parse_run_config
+from common.core.cli import run
 from common.methods import build_method
-from common.models import load_base_model
-from common.pipeline import export, load_data, predict_and_commit, start, train
+from common.models.loading import load_base_model
+from common.pipeline.steps import export, load_data, predict_and_commit, start, train
 
 METHOD = "lora"
 
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> dict:
     model = build_method(METHOD, load_base_model(cfg.model), cfg.method, cfg.model)
     model, costs = train(cfg, run_, model, tokenizer, splits)  # Trainer; what was trained is staged
     summary = predict_and_commit(cfg, run_, model, tokenizer, splits, counts, costs)  # test summaries, run.json
-    export(cfg, run_, model, tokenizer, summary)  # optional: --merge_and_export, --push_to_hub
+    export(cfg, run_, model, tokenizer)  # optional: --merge_and_export, --push_to_hub
     return summary
 
 

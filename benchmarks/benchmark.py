@@ -14,11 +14,11 @@ process, with the three paths interleaved step by step (the order rotating) so t
 alike:
 
 - ours:  the project's path. parse_run_config -> prepare_base_model (the fused kernels of
-         common/fast_kernels.py: GPT-Neo's attention through SDPA, its gelu_new through one kernel; stock
+         common/models/fast_kernels.py: GPT-Neo's attention through SDPA, its gelu_new through one kernel; stock
          and naive run the model's own classes) -> build_method -> build_trainer; batches from the
          Trainer's length-grouped dataloader and PaddingCollator (dynamic padding); trainer.training_step
          (SummarizationTrainer.compute_loss -> label_position_loss, LM head only at labelled positions);
-         the Trainer's AdamW. Generation: common.generation.generate_local_tokens (what generate_local
+         the Trainer's AdamW. Generation: common.generation.generate.generate_local_tokens (what generate_local
          decodes): length-sorted, left-padded batches, in-place KV cache, a row stops at EOS.
 - stock: `benchmarks/stock.py`: what transformers' summarization example and PEFT's examples write: the
          standard transformers.Trainer with random sampling and DataCollatorForSeq2Seq (dynamic padding of
@@ -88,16 +88,16 @@ from benchmarks.flops import FlopCounter, dense_bf16_flop_per_s, matmul_peak, pe
 from benchmarks.naive import (autocast, clip_and_step, naive_batch, naive_generate, naive_length,  # noqa: E402
                               naive_stepper)
 from benchmarks.stock import generation_path, probe_losses, stock_batches, stock_generate, stock_trainer  # noqa: E402
-from common.config import parse_run_config  # noqa: E402
-from common.data import load_splits  # noqa: E402
-from common.generation import generate_local_tokens  # noqa: E402
+from common.config.parsing import parse_run_config  # noqa: E402
+from common.data.loading import load_splits  # noqa: E402
+from common.generation.generate import generate_local_tokens  # noqa: E402
 from common.methods import build_method, method_names  # noqa: E402
-from common.fast_kernels import eager_kernels  # noqa: E402
-from common.models import load_base_model, load_tokenizer, prepare_base_model  # noqa: E402
-from common.files import write_json  # noqa: E402
-from common.run_files import package_versions  # noqa: E402
-from common.tokenization import IGNORE_INDEX, build_prompts  # noqa: E402
-from common.trainer import build_trainer  # noqa: E402
+from common.models.fast_kernels import eager_kernels  # noqa: E402
+from common.models.loading import load_base_model, load_tokenizer, prepare_base_model  # noqa: E402
+from common.core.atomic import write_json  # noqa: E402
+from common.runs.outputs import package_versions  # noqa: E402
+from common.data.prompts import IGNORE_INDEX, build_prompts  # noqa: E402
+from common.training.trainer import build_trainer  # noqa: E402
 
 METHODS = tuple(method_names())
 PATHS = ("ours", "stock", "naive")
@@ -236,21 +236,21 @@ def projection_batch_sizes(settings: argparse.Namespace, prompts: int) -> dict:
 def model_source(name: str, tmp: Path, tokenizer: str | None = None):
     """(model folder or None, tokenizer folder, function building a fresh fp32 base model)."""
     if name == "tiny":
-        from common.tiny_model import write_tiny_model
+        from common.models.tiny import write_tiny_model
 
         folder = str(write_tiny_model(tmp / "tiny"))
         return folder, folder, None
     if name == "gpt-neo-125m" and tokenizer:
         smollm = tokenizer
     else:
-        from common.offline_model import ensure_model
+        from common.models.offline import ensure_model
 
         smollm = str(ensure_model())
     if name == "offline":
         return smollm, smollm, None
     from transformers import GPTNeoForCausalLM
 
-    from common.tiny_model import gpt_neo_125m_config
+    from common.models.tiny import gpt_neo_125m_config
 
     torch.manual_seed(0)
     base = GPTNeoForCausalLM(gpt_neo_125m_config()).eval()
@@ -356,7 +356,7 @@ def time_training(args, trainers, model, tokenizer, cfg, batches, flops) -> dict
 
 def eager(model, fn):
     """`fn` run with the model's own classes instead of the fused kernels (stock and naive code has no such
-    swap: common/fast_kernels.py)."""
+    swap: common/models/fast_kernels.py)."""
     def run(*args):
         with eager_kernels(model):
             return fn(*args)

@@ -9,7 +9,7 @@ word counts of a real row (the article's, and each highlight line's) drawn at ra
 `../shared/data/cnn_dailymail/validation.jsonl` when present, else from the bundled data/sample, and fills
 them with words drawn from all those rows' words (so tokens per word stay those of real text); ids are unique.
 Then a fresh child process (so that peaks do not mix) prepares it as a training script does:
-`common.data.load_splits` with `--train_file` the parquet, then `common.tokenization.tokenize_for_training`
+`common.data.loading.load_splits` with `--train_file` the parquet, then `common.data.prompts.tokenize_for_training`
 with the chosen tokenizer. The child reports wall time of each stage and its resident memory: before any
 data, the peak after loading, the peak after tokenizing (VmHWM). The table gives each N's growth over the
 first N; memory growth is counted above the child's own baseline (Python, torch, transformers, the tokenizer).
@@ -85,7 +85,7 @@ def main(args: argparse.Namespace) -> dict:
                "measurements": with_growth(measurements)}
     print_table(results)
     if args.out:
-        from common.files import write_json
+        from common.core.atomic import write_json
 
         write_json(Path(args.out), results)
     return results
@@ -126,7 +126,7 @@ def synthesize(real: list[dict], rows: int, path: Path, seed: int = 0) -> Path:
 
 def resolve_tokenizer(choice: str, tmp: Path) -> str:
     """The tokenizer folder for --tokenizer (see make_parser)."""
-    from common.offline_model import default_cache_dir
+    from common.models.offline import default_cache_dir
 
     offline = default_cache_dir()
     if choice == "offline" or (choice == "auto" and (offline / "tokenizer.json").is_file()):
@@ -135,7 +135,7 @@ def resolve_tokenizer(choice: str, tmp: Path) -> str:
                              "run python -m common.offline_model")
         return str(offline)
     if choice in ("tiny", "auto"):
-        from common.tiny_model import build_tokenizer
+        from common.models.tiny import build_tokenizer
 
         folder = tmp / "tiny-tokenizer"
         build_tokenizer().save_pretrained(folder)
@@ -156,10 +156,10 @@ def prepare(path: str, tokenizer_dir: str, max_train_samples: int | None, max_so
     """Load and tokenize the train split as a training script does; wall times and resident memory (MiB)."""
     import datasets
 
-    from common.config import DataArguments, ModelArguments
-    from common.data import load_splits
-    from common.models import load_tokenizer
-    from common.tokenization import tokenize_for_training
+    from common.config.arguments import DataArguments, ModelArguments
+    from common.data.loading import load_splits
+    from common.models.loading import load_tokenizer
+    from common.data.prompts import tokenize_for_training
 
     datasets.disable_progress_bars()
     tokenizer = load_tokenizer(ModelArguments(model_name_or_path=tokenizer_dir))

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import quality_run as q  # noqa: E402
 from common import offline_model  # noqa: E402
-from common.presets import preset_methods  # noqa: E402
+from common.pipeline.presets import preset_methods  # noqa: E402
 
 
 def decoding_overrides(num_beams: int, no_repeat: int, max_test_samples: int | None = None) -> dict:

@@ -38,7 +38,7 @@ import time
 import torch
 
 from common.methods import num_virtual_tokens, transformer_blocks
-from common.tokenization import IGNORE_INDEX
+from common.data.prompts import IGNORE_INDEX
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -7,7 +7,7 @@ measured curve rather than a guess.
 
 The prompts are the benchmark's (`benchmarks/benchmark.py`: the RunConfig a training script parses, its test
 rows through build_prompts), the model the zero-shot base model built as a training script gets it (fused
-kernels), the generation `common.generation.generate_local_tokens` (length-sorted, left-padded batches, in-place
+kernels), the generation `common.generation.generate.generate_local_tokens` (length-sorted, left-padded batches, in-place
 KV cache). Each batch size summarises the same --gen_examples articles with --max_new_tokens new tokens after a
 2-token warm-up; random weights (gpt-neo-125m) seldom emit EOS, so every row runs to the limit. The table gives
 tokens/s, the time split into prefill (one new token per prompt) and decoding (the rest), and the share of
@@ -31,11 +31,11 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.benchmark import (add_measurement_flags, add_source_flags, base_model, model_source,  # noqa: E402
                                   run_config, start_measurement)
-from common.data import load_splits  # noqa: E402
-from common.files import write_json  # noqa: E402
-from common.generation import generate_local_tokens  # noqa: E402
-from common.models import load_tokenizer  # noqa: E402
-from common.tokenization import build_prompts  # noqa: E402
+from common.data.loading import load_splits  # noqa: E402
+from common.core.atomic import write_json  # noqa: E402
+from common.generation.generate import generate_local_tokens  # noqa: E402
+from common.models.loading import load_tokenizer  # noqa: E402
+from common.data.prompts import build_prompts  # noqa: E402
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -80,7 +80,7 @@ def write_model(folder: Path) -> Path:
     import torch
     from transformers import GPTNeoForCausalLM
 
-    from common.tiny_model import build_tokenizer, gpt_neo_125m_config
+    from common.models.tiny import build_tokenizer, gpt_neo_125m_config
 
     torch.manual_seed(0)
     tokenizer = build_tokenizer()
@@ -176,7 +176,7 @@ def fsdp_command(model: Path, out_dir: Path) -> list[str]:
 
 def fsdp_check(tmp: Path, timeout: float) -> dict:
     """The FSDP check as a row: the tiny model written to `tmp`, `fsdp_command` on the GPUs visible."""
-    from common.tiny_model import write_tiny_model
+    from common.models.tiny import write_tiny_model
 
     out_dir = tmp / "fsdp_check"
     command = fsdp_command(write_tiny_model(tmp / "tiny-gpt-neo"), out_dir)

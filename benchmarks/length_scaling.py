@@ -31,12 +31,12 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.benchmark import (add_measurement_flags, base_model, default_data_dir, draw_batches,  # noqa: E402
                                   model_source, ours_step, run_config, start_measurement, timed)
-from common.data import load_splits  # noqa: E402
-from common.generation import generate_local_tokens  # noqa: E402
+from common.data.loading import load_splits  # noqa: E402
+from common.generation.generate import generate_local_tokens  # noqa: E402
 from common.methods import build_method  # noqa: E402
-from common.models import load_tokenizer  # noqa: E402
-from common.tokenization import build_prompts  # noqa: E402
-from common.trainer import build_trainer  # noqa: E402
+from common.models.loading import load_tokenizer  # noqa: E402
+from common.data.prompts import build_prompts  # noqa: E402
+from common.training.trainer import build_trainer  # noqa: E402
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -69,7 +69,7 @@ def main(args: argparse.Namespace) -> dict:
                "methods": {method: with_growth(r) for method, r in rows.items()}}
     print_table(results)
     if args.out:
-        from common.files import write_json
+        from common.core.atomic import write_json
 
         write_json(Path(args.out), results)
     return results

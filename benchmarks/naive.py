@@ -17,8 +17,8 @@ import contextlib
 
 import torch
 
-from common.generation import generate_token_batch, generation_config
-from common.tokenization import PaddingCollator, make_prompt_parts
+from common.generation.generate import generate_token_batch, generation_config
+from common.data.prompts import PaddingCollator, make_prompt_parts
 
 
 def naive_length(tokenizer, data_args) -> int:

@@ -32,11 +32,11 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.benchmark import (add_measurement_flags, add_source_flags, base_model, draw_batches,  # noqa: E402
                                   model_source, ours_step, run_config, start_measurement)
-from common.data import load_splits  # noqa: E402
-from common.files import write_json  # noqa: E402
+from common.data.loading import load_splits  # noqa: E402
+from common.core.atomic import write_json  # noqa: E402
 from common.methods import build_method  # noqa: E402
-from common.models import load_tokenizer  # noqa: E402
-from common.trainer import build_trainer  # noqa: E402
+from common.models.loading import load_tokenizer  # noqa: E402
+from common.training.trainer import build_trainer  # noqa: E402
 
 MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::_mkl_linear", "aten::mkldnn_linear")
 

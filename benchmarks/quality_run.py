@@ -46,9 +46,10 @@ import yaml  # noqa: E402
 
 from benchmarks.quality_data import SPLITS, carve  # noqa: E402
 from common import offline_model  # noqa: E402
-from common.config import GENERATION_ONLY, make_parser  # noqa: E402
-from common.files import atomic_write_text  # noqa: E402
-from common.presets import preset_methods, run_all, run_preset  # noqa: E402
+from common.config.arguments import GENERATION_ONLY
+from common.config.parsing import make_parser  # noqa: E402
+from common.core.atomic import atomic_write_text  # noqa: E402
+from common.pipeline.presets import preset_methods, run_all, run_preset  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cnn_dailymail"
 CONFIG_DIR = ROOT / "configs" / "quality"

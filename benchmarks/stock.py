@@ -11,7 +11,7 @@ stays a label. The optimizer is the Trainer's own AdamW from the same TrainingAr
 
 Generation: `model.generate` on left-padded batches of prompts in input order (not length-sorted), greedy,
 transformers' default cache. A soft prompt is the exception: PEFT's own prompt-tuning `generate` is wrong on
-transformers 5.x (see common/generation.py), so it goes through ours' embeddings path
+transformers 5.x (see common/generation/generate.py), so it goes through ours' embeddings path
 (`generate_token_batch` with transformers' default cache), and the output says "ours for soft prompt".
 
 The harness (`benchmarks/benchmark.py`) draws the examples from ours' dataloader and hands each group of
@@ -26,10 +26,10 @@ import torch
 from datasets import Dataset
 from transformers import DataCollatorForSeq2Seq, Trainer
 
-from common.fast_kernels import eager_kernels
-from common.generation import cut_at_eos, generate_token_batch, generation_config
+from common.models.fast_kernels import eager_kernels
+from common.generation.generate import cut_at_eos, generate_token_batch, generation_config
 from common.methods import num_virtual_tokens
-from common.tokenization import IGNORE_INDEX
+from common.data.prompts import IGNORE_INDEX
 
 
 def stock_trainer(training_args, model, tokenizer) -> Trainer:

@@ -33,9 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from common import offline_model  # noqa: E402
-from common.presets import run_preset  # noqa: E402
-from common.files import atomic_write_text, write_json  # noqa: E402
-from common.run_files import RUN_FILE  # noqa: E402
+from common.pipeline.presets import run_preset  # noqa: E402
+from common.core.atomic import atomic_write_text, write_json  # noqa: E402
+from common.runs.outputs import RUN_FILE  # noqa: E402
 
 DEV_DIR = ROOT / "runs" / "quality" / "dev"
 RESULTS_DIR = ROOT / "benchmarks" / "results" / "quality" / "dev"

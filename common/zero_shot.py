@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import sys
 
-from common.cli import run
 from common.predict import main
+
+from .core.cli import run
 
 if __name__ == "__main__":
     sys.exit(run(main))

@@ -43,7 +43,7 @@ from helpers import FIXTURES  # noqa: E402 - after the environment above, as eve
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    from common.tiny_model import write_tiny_model
+    from common.models.tiny import write_tiny_model
 
     return write_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 

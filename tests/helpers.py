@@ -13,7 +13,7 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from common.cli import run
+from common.core.cli import run
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -32,6 +32,15 @@ def online_env(hf_home: Path, **extra: str) -> dict[str, str]:
         env.pop(name, None)
     env.update(extra)
     return env
+
+
+def talk_to_test_hub(monkeypatch, token: str = "hf_test") -> None:
+    """This process talks to the test Hub (HF_ENDPOINT, see conftest) with `token`, as a user's machine would."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_TOKEN", token)
 
 
 def cli(main: Callable[[list[str]], object], argv: list[str], capsys) -> tuple[int, str]:
@@ -79,7 +88,7 @@ def build(method, tiny_model_dir, args=None):
     """`method` built on a fresh copy of the tiny model, with `args` or its `method_arguments()`."""
     from transformers import AutoModelForCausalLM
 
-    from common.config import ModelArguments
+    from common.config.arguments import ModelArguments
     from common.methods import build_method
 
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
@@ -89,7 +98,7 @@ def build(method, tiny_model_dir, args=None):
 
 def a_batch(tokenizer):
     """ARTICLES, each with the summary "Short.", masked and padded as training batches are."""
-    from common.tokenization import PaddingCollator, mask_prompt
+    from common.data.prompts import PaddingCollator, mask_prompt
 
     examples = [mask_prompt(tokenizer(a)["input_ids"], tokenizer("Short.")["input_ids"], tokenizer.eos_token_id, 8)
                 for a in ARTICLES]
@@ -101,7 +110,7 @@ def train_steps(model, batch, steps=3, lr=1e-2):
     import torch
 
     from common.methods import num_virtual_tokens
-    from common.trainer import label_position_loss
+    from common.training.trainer import label_position_loss
 
     torch.manual_seed(0)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
@@ -132,11 +141,11 @@ def trainer_for(method, model_dir, files, out_dir, extra=()):
     """`method`'s Trainer on the fixture files: 4 steps of 2 examples, a checkpoint every 2 steps, seeded."""
     from transformers import set_seed
 
-    from common.config import parse_run_config
-    from common.data import load_splits
+    from common.config.parsing import parse_run_config
+    from common.data.loading import load_splits
     from common.methods import build_method
-    from common.models import load_base_model, load_tokenizer
-    from common.trainer import build_trainer
+    from common.models.loading import load_base_model, load_tokenizer
+    from common.training.trainer import build_trainer
 
     cfg = parse_run_config(method, ["--model_name_or_path", str(model_dir), *data_flags(files),
                                     "--output_dir", str(out_dir), "--max_steps", "4", "--save_strategy", "steps",

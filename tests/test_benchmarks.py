@@ -14,7 +14,7 @@ from transformers import GPTNeoConfig, GPTNeoForCausalLM
 
 from benchmarks.flops import FlopCounter, causal_pairs, matmul_peak
 from benchmarks.naive import naive_batch, naive_length
-from common.config import DataArguments, ModelArguments
+from common.config.arguments import DataArguments, ModelArguments
 from common.methods import FinetuneArguments, LoraArguments, SoftPromptArguments
 
 IGNORE = -100
@@ -147,7 +147,7 @@ def test_naive_batch_pads_every_row_to_the_longest_possible_example():
 
 
 def test_naive_length_is_template_article_and_summary(tiny_tokenizer):
-    from common.tokenization import make_prompt_parts
+    from common.data.prompts import make_prompt_parts
 
     data = DataArguments(prompt_template="{article}", max_source_length=32, max_target_length=8)
     parts = make_prompt_parts(tiny_tokenizer, data)
@@ -305,10 +305,10 @@ def bench_parts(method, tiny_model_dir, fixture_files, tmp_path, batch_size=3):
     stock Trainer on the same model."""
     from benchmarks.benchmark import draw_batches, make_parser, run_config
     from benchmarks.stock import stock_trainer
-    from common.data import load_splits
+    from common.data.loading import load_splits
     from common.methods import build_method
-    from common.models import load_base_model, load_tokenizer
-    from common.trainer import build_trainer
+    from common.models.loading import load_base_model, load_tokenizer
+    from common.training.trainer import build_trainer
 
     settings = make_parser().parse_args([
         "--batch_size", str(batch_size), "--train_pool", "6", "--gen_examples", "5", "--gen_batch_size", "2",
@@ -353,8 +353,8 @@ def test_stock_batches_hold_the_same_examples_per_group(tiny_model_dir, fixture_
 @pytest.mark.parametrize("method", ["lora", "soft_prompt", "finetune"])
 def test_stock_generation_equals_ours(method, tiny_model_dir, fixture_files, tmp_path):
     from benchmarks.stock import generation_path, stock_generate
-    from common.generation import generate_local_tokens
-    from common.tokenization import build_prompts
+    from common.generation.generate import generate_local_tokens
+    from common.data.prompts import build_prompts
 
     cfg, tokenizer, splits, model, _, _, _ = bench_parts(method, tiny_model_dir, fixture_files, tmp_path)
     articles = [article[: 30 + 45 * (i % 3)] for i, article in enumerate(list(splits["test"]["article"]) * 2)]

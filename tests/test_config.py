@@ -8,12 +8,13 @@ import torch
 import yaml
 from transformers import GPTNeoConfig
 
-from common.cli import ConfigError
-from common.config import (DATA_FILE_SUFFIXES, DataArguments, check_lengths_against_model, check_training,
-                           parse_run_config)
-from common.data import SUFFIXES
-from common.presets import preset_methods
-from common.tokenization import make_prompt_parts
+from common.core.cli import ConfigError
+from common.config.arguments import DATA_FILE_SUFFIXES, DataArguments
+from common.data.lengths import check_lengths_against_model
+from common.config.parsing import check_training, parse_run_config
+from common.data.loading import SUFFIXES
+from common.pipeline.presets import preset_methods
+from common.data.prompts import make_prompt_parts
 from helpers import FIXTURES, ROOT
 
 # configs/accelerate/ holds accelerate launch configs, checked in tests/test_multiprocess.py.

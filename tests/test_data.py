@@ -7,11 +7,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from common import hub as hub_module
-from common.cli import DataError, run
-from common.config import DataArguments
-from common.data import load_splits, normalise_table, read_table, select_subset
-from common.hub import HubUnreachableError
+from common.core import hub_access as hub_module
+from common.core.cli import DataError, run
+from common.config.arguments import DataArguments
+from common.data.loading import load_splits, normalise_table, read_table, select_subset
+from common.core.hub_access import HubUnreachableError
 
 
 def write_jsonl(path, rows):
@@ -286,7 +286,7 @@ def test_a_data_error_is_one_error_line_and_exit_1(tmp_path, capsys):
 
 
 def test_parquet_is_read_into_arrow_not_pandas(tmp_path):
-    from common.data import ArrowRows
+    from common.data.loading import ArrowRows
 
     path = write_file(tmp_path, "t.parquet", {"id": ["a"], "article": ["A."], "highlights": ["S."]})
     rows = read_table(path, "train_file")
@@ -332,7 +332,7 @@ def test_dictionary_encoded_and_non_text_arrow_columns(tmp_path):
 
 
 def test_arrow_rows_name_hub_rows_by_index():
-    from common.data import ArrowRows
+    from common.data.loading import ArrowRows
 
     rows = ArrowRows(pa.table({"id": ["a", "b", "a"], "article": ["A."] * 3, "highlights": ["S."] * 3}), "index",
                      origin="cnn-test")

@@ -2,10 +2,10 @@
 in the registry (and the zero-shot baseline) has a demo preset for the offline model."""
 
 
-from common.config import parse_run_config
+from common.config.parsing import parse_run_config
 from common.demo import CONFIG_DIR
-from common.presets import is_finished, preset_config, preset_methods
-from common.files import write_json
+from common.pipeline.presets import is_finished, preset_config, preset_methods
+from common.core.atomic import write_json
 
 
 def test_is_finished_requires_the_same_config(tmp_path):

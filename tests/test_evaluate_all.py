@@ -10,12 +10,13 @@ import pytest
 from rouge_score import rouge_scorer
 
 import evaluate_all
-from common.cli import ConfigError, run
-from common.evaluation import System, add_lead3, align_systems, compare, lead3, load_system, load_systems
-from common.run_files import InputError
-from common.metrics import ROUGE_KEYS, calculate_rouge_from_csv, rouge_per_example
-from common.run_files import InputError, discover_run_dirs, read_predictions_csv, run_name
-from common.stats import bootstrap_ci, paired_permutation_test
+from common.core.cli import ConfigError, run
+from common.comparison.systems import System, add_lead3, align_systems, compare, load_system, load_systems
+from common.scoring.baselines import lead3
+from common.runs.outputs import InputError
+from common.scoring.rouge import ROUGE_KEYS, calculate_rouge_from_csv, rouge_per_example
+from common.runs.outputs import discover_run_dirs, read_predictions_csv, run_name
+from common.scoring.stats import bootstrap_ci, paired_permutation_test
 
 FAST = ["--bootstrap_samples", "200", "--allow_few_bootstrap_samples", "--seed", "3"]
 ARTICLE = "The storm hit the coast. Police closed the road. Schools shut early! Rain fell all night. Roads reopened."
@@ -332,7 +333,7 @@ def test_load_system_names_and_method(tmp_path):
 
 
 def test_examples_markdown_truncates_long_articles_and_escapes_cells():
-    from common.report import ARTICLE_CHARS, examples_markdown
+    from common.comparison.report import ARTICLE_CHARS, examples_markdown
 
     good = system("good", ["A | B\nC"], ["Ref."])
     good.articles = ["word " * 200]
@@ -423,7 +424,7 @@ def test_cut_at_limit_share_comes_from_the_stopped_column_on_the_compared_rows(t
 
 
 def test_a_wrong_stopped_value_names_the_file_and_line(tmp_path):
-    from common.evaluation import load_system
+    from common.comparison.systems import load_system
 
     folder = make_run(tmp_path, "lora", {**rows(3), "Stopped": ["eos", "maybe", "limit"]}, run_json("lora", 1, 1.0))
     with pytest.raises(InputError, match=r"predictions_test.csv: column 'Stopped' must hold \['eos', 'limit'\]; "

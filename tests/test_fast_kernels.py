@@ -1,11 +1,11 @@
-"""The fused kernels (common/fast_kernels.py) give what GPT-Neo's own classes give, to float rounding."""
+"""The fused kernels (common/models/fast_kernels.py) give what GPT-Neo's own classes give, to float rounding."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from common.fast_kernels import SDPASelfAttention, TanhGELU, eager_kernels, padded_mask, use_fast_kernels
+from common.models.fast_kernels import SDPASelfAttention, TanhGELU, eager_kernels, padded_mask, use_fast_kernels
 
 LOW = torch.finfo(torch.float32).min
 
@@ -14,7 +14,7 @@ def small_window_model(seed: int = 0, window: int = 4):
     """A 2-block random GPT-Neo (global, local) whose local window (4) is shorter than the test rows."""
     from transformers import GPTNeoForCausalLM
 
-    from common.tiny_model import tiny_config
+    from common.models.tiny import tiny_config
 
     config = tiny_config(vocab_size=512)
     config.window_size = window
@@ -79,8 +79,8 @@ def test_the_local_window_is_applied():
 
 
 def test_greedy_generation_is_token_for_token_the_same(tiny_tokenizer):
-    from common.config import GenerationArguments
-    from common.generation import generate_local_tokens
+    from common.config.arguments import GenerationArguments
+    from common.generation.generate import generate_local_tokens
 
     model = small_window_model().eval()
     prompts = [[5, 17, 33, 2, 9, 101, 7], [44, 3, 8], [250, 251, 252, 253, 254, 255, 256, 257, 258]]
@@ -150,8 +150,8 @@ def test_fp16_autocast_loss_stays_finite_and_matches_fp32_when_scores_overflow_f
 
 @pytest.mark.parametrize("flag, expected", [("true", "SDPASelfAttention"), ("false", "GPTNeoSelfAttention")])
 def test_load_base_model_follows_the_fast_kernels_flag(tiny_model_dir, flag, expected):
-    from common.config import ModelArguments
-    from common.models import load_base_model
+    from common.config.arguments import ModelArguments
+    from common.models.loading import load_base_model
 
     model = load_base_model(ModelArguments(model_name_or_path=str(tiny_model_dir), fast_kernels=flag == "true"))
     assert type(model.transformer.h[0].attn.attention).__name__ == expected

@@ -98,7 +98,7 @@ def test_a_one_process_gpu_config_header_is_true(path, monkeypatch):
 
 # gpu_check: its runs, rows, timeouts, budget and table, with fake training scripts.
 
-RUN_JSON = {  # run.json as common/pipeline.py writes it (the fields gpu_check reads)
+RUN_JSON = {  # run.json as common/pipeline/steps.py writes it (the fields gpu_check reads)
     "log_history": [{"loss": 2.5, "step": 1}, {"loss": 2.0, "step": 2}, {"eval_loss": 2.2, "step": 2}],
     "train_tokens": 6000, "train_time_s": 3.0, "eval_time_s": 9.0, "train_wall_time_s": 12.0,
     "train_tokens_per_s": 2000.0, "generated_tokens": 960, "generation_wall_time_s": 4.0,

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import GenerationConfig, GPTNeoConfig, GPTNeoForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from common.kv_cache import GrowingLayer, growing_cache
+from common.generation.kv_cache import GrowingLayer, growing_cache
 from transformers.cache_utils import DynamicLayer
 
 
@@ -87,7 +87,7 @@ def test_growing_cache_replaces_only_full_attention_layers():
 
 
 def test_ngram_blocking_counts_the_summary_only():
-    from common.generation import NoRepeatNGramInSummary
+    from common.generation.generate import NoRepeatNGramInSummary
 
     ids = torch.tensor([[5, 6, 9, 5, 6, 5],    # prompt [5, 6, 9] holds "5 6": copying it is allowed once
                         [1, 2, 3, 4, 4, 4]])   # summary [4, 4, 4]: "4 4" twice already
@@ -100,7 +100,7 @@ def test_ngram_blocking_counts_the_summary_only():
 
 @pytest.mark.parametrize("make_model", [gpt_neo_with_short_window, small_llama])
 def test_batched_generation_with_ngram_blocking_equals_one_at_a_time(make_model):
-    from common.generation import generate_token_batch, summary_ngram_blocking
+    from common.generation.generate import generate_token_batch, summary_ngram_blocking
 
     model = make_model()
     prompts = [[(5 * i + 2 * j) % 120 + 3 for j in range(n)] for i, n in enumerate((25, 14, 33))]

@@ -14,13 +14,13 @@ from transformers import AutoModelForCausalLM, TrainerControl, TrainerState
 
 import evaluate_all
 import train_lora
-from common.callbacks import BEGIN_KEY, CostClock, GenerateAndScoreCallback, examples_seen, learning_curve
-from common.config import DataArguments, GenerationArguments
-from common.evaluation import lead3
-from common.generation import generate_summaries
-from common.metrics import rouge_scores
-from common.plots import learning_curve_figure
-from common.tokenization import build_prompts
+from common.training.callbacks import BEGIN_KEY, CostClock, GenerateAndScoreCallback, examples_seen, learning_curve
+from common.config.arguments import DataArguments, GenerationArguments
+from common.scoring.baselines import lead3
+from common.generation.generate import generate_summaries
+from common.scoring.rouge import rouge_scores
+from common.comparison.plots import learning_curve_figure
+from common.data.prompts import build_prompts
 from helpers import build, quick_flags
 
 ARTICLES = ["The council approved the budget on Tuesday. The vote was close. Schools get more money. Roads wait.",
@@ -139,10 +139,11 @@ def test_a_resumed_run_continues_its_curve_and_clock_without_scoring_the_start_a
 def test_run_json_training_time_leaves_out_evaluation(tiny_model_dir, fixture_files, tmp_path, monkeypatch):
     """Each curve generation made 0.4 s slower: all of it lands in eval_time_s, none in train_time_s or
     train_tokens_per_s (the start's two generations and one per evaluation: 4 x 0.4 s)."""
-    import common.callbacks
+    import common.training.callbacks
 
-    generate = common.callbacks.generate_summaries
-    monkeypatch.setattr(common.callbacks, "generate_summaries", lambda *a, **k: time.sleep(0.4) or generate(*a, **k))
+    generate = common.training.callbacks.generate_summaries
+    monkeypatch.setattr(common.training.callbacks, "generate_summaries",
+                        lambda *a, **k: time.sleep(0.4) or generate(*a, **k))
     run = train_lora.main(quick_flags(tiny_model_dir, fixture_files, tmp_path / "lora"))
     assert run["eval_time_s"] >= 4 * 0.4
     assert run["train_time_s"] + run["eval_time_s"] <= run["train_wall_time_s"]

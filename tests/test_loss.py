@@ -5,7 +5,7 @@ import torch
 from torch.testing import assert_close
 
 from common.methods import method_names, num_virtual_tokens
-from common.trainer import label_position_loss
+from common.training.trainer import label_position_loss
 from helpers import a_batch, build
 
 

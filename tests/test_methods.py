@@ -7,11 +7,11 @@ from safetensors.torch import load_file
 from torch.testing import assert_close
 from transformers import AutoModelForCausalLM
 
-from common.config import DataArguments, GenerationArguments
+from common.config.arguments import DataArguments, GenerationArguments
 from common.methods import FinetuneArguments
-from common.generation import generate_local
+from common.generation.generate import generate_local
 from common.methods import count_parameters, load_trained, save_trained
-from common.tokenization import build_prompts
+from common.data.prompts import build_prompts
 from helpers import ARTICLES, a_batch, build, method_arguments, train_steps
 
 METHODS = method_arguments()

@@ -6,8 +6,8 @@ import evaluate
 import pytest
 from rouge_score import rouge_scorer
 
-from common.evaluation import lead3
-from common.metrics import ROUGE_KEYS, lsum_text, rouge_per_example, rouge_scores, split_sentences
+from common.scoring.baselines import lead3
+from common.scoring.rouge import ROUGE_KEYS, lsum_text, rouge_per_example, rouge_scores, split_sentences
 
 
 def test_split_sentences():
@@ -60,7 +60,7 @@ def test_evaluate_metric_loads_offline_and_equals_our_scorer(monkeypatch):
     predictions = ["the cat sat on the mat", "The dog ran. The cat sat.", "", "Dr. Adeyanju spoke. Rain fell."]
     references = ["the cat sat on a mat", "The cat sat. The dog ran.", "A dog barked.",
                   "Rain fell. Dr. Adeyanju spoke."]
-    rouge = evaluate.load("common/rouge_metric.py")  # HF_HUB_OFFLINE=1 (conftest): nothing is fetched
+    rouge = evaluate.load("common/scoring/rouge_metric.py")  # HF_HUB_OFFLINE=1 (conftest): nothing is fetched
     result = rouge.compute(predictions=predictions, references=references)
     assert result == rouge_scores(predictions, references)  # exact: the same code on the same strings
     assert list(result) == list(ROUGE_KEYS)

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from common import offline_model as om
-from common.tiny_model import build_tiny_model
+from common.models import offline as om
+from common.models.tiny import build_tiny_model
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 

@@ -20,7 +20,7 @@ import sys
 import pandas as pd
 import pytest
 
-from helpers import FIXTURES, ROOT, data_flags, online_env
+from helpers import FIXTURES, ROOT, data_flags, online_env, talk_to_test_hub
 from hub_server import make_dataset_repo_files
 
 pytestmark = pytest.mark.slow
@@ -156,6 +156,22 @@ def test_pushed_repo_holds_weights_card_and_no_local_path(method, gpu_section, h
     assert "platform" not in json.loads((repo / "run.json").read_text())["versions"]
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_pushed_card_read_back_names_base_model_dataset_and_test_rouge(method, gpu_section, hub_server, monkeypatch):
+    """The card as the Hub serves it, through huggingface_hub: base model, dataset and model-index results."""
+    from huggingface_hub import ModelCard
+
+    talk_to_test_hub(monkeypatch)
+    card = ModelCard.load(f"{OWNER}/{method}")
+    run = json.loads((hub_server.repo_path(f"{OWNER}/{method}") / "run.json").read_text())
+    assert (card.data.base_model, card.data.datasets, card.data.model_name) == (MODEL_ID, [DATASET_ID],
+                                                                                 f"{OWNER}/{method}")
+    assert {r.metric_config: r.metric_value for r in card.data.eval_results} == {
+        key: round(value, 2) for key, value in run["test_rouge"].items()}
+    assert {(r.dataset_type, r.dataset_config, r.dataset_split) for r in card.data.eval_results} == {
+        (DATASET_ID, "3.0.0", "test")}
+
+
 def test_no_token_written_anywhere_and_each_route_delivered_it(gpu_section, hub_server):
     token_file = gpu_section["hf_home"] / "token"
     hits = [str(p) for p in gpu_section["work"].rglob("*")
@@ -192,8 +208,8 @@ def test_unreachable_endpoint_fails_fast_and_names_the_local_flags(tmp_path):
 
 
 def test_token_from_yaml_never_reaches_a_checkpoint(tiny_model_dir, fixture_files, tmp_path):
-    from common.config import parse_run_config
-    from common.pipeline import run_method
+    from common.config.parsing import parse_run_config
+    from common.pipeline.steps import run_method
 
     config = tmp_path / "with_token.yaml"
     config.write_text(f"hub_token: {TOKEN}\nsave_strategy: steps\nsave_steps: 1\nmax_steps: 2\n")

@@ -6,12 +6,12 @@ from safetensors.torch import load_file
 from torch.testing import assert_close
 from transformers import AutoModelForCausalLM
 
-from common.cli import ConfigError
-from common.config import DataArguments, GenerationArguments
-from common.generation import generate_local
+from common.core.cli import ConfigError
+from common.config.arguments import DataArguments, GenerationArguments
+from common.generation.generate import generate_local
 from common.methods import SoftPromptArguments, count_parameters, load_trained, save_trained
-from common.tokenization import build_prompts
-from common.trainer import PROMPT_ENCODER_FILE, load_prompt_weights
+from common.data.prompts import build_prompts
+from common.training.trainer import PROMPT_ENCODER_FILE, load_prompt_weights
 from helpers import ARTICLES, a_batch, build, stop_after, train_steps, trainer_for
 
 P_TUNING = SoftPromptArguments(num_virtual_tokens=5, prompt_encoder="mlp")

@@ -8,11 +8,11 @@ from torch.testing import assert_close
 
 from transformers import AutoModelForCausalLM
 
-from common.config import DataArguments, GenerationArguments, ModelArguments
-from common.generation import generate_local, generate_local_tokens, prompt_after_padding
+from common.config.arguments import DataArguments, GenerationArguments, ModelArguments
+from common.generation.generate import generate_local, generate_local_tokens, prompt_after_padding
 from common.methods import build_method, num_virtual_tokens, transformer_blocks
-from common.tokenization import build_prompts, left_pad
-from common.trainer import enable_activation_checkpointing, label_position_loss
+from common.data.prompts import build_prompts, left_pad
+from common.training.trainer import enable_activation_checkpointing, label_position_loss
 from helpers import ARTICLES, a_batch, build, check_outputs, method_arguments, quick_flags, train_steps
 
 METHODS = method_arguments()

@@ -12,13 +12,13 @@ import json
 import pytest
 import torch
 
-import common.generation
+import common.generation.generate
 import train_finetune
 import train_lora
 import train_soft_prompt
-from common.fast_kernels import SDPASelfAttention
+from common.models.fast_kernels import SDPASelfAttention
 from common.predict import main as predict_main
-from common.config import parse_run_config
+from common.config.parsing import parse_run_config
 from helpers import cli, data_flags, quick_flags
 
 SCRIPTS = {"lora": train_lora.main, "soft_prompt": train_soft_prompt.main, "finetune": train_finetune.main}
@@ -28,7 +28,7 @@ SCRIPTS = {"lora": train_lora.main, "soft_prompt": train_soft_prompt.main, "fine
 def autocast_probe(monkeypatch):
     """What the attention sees while `generate_token_batch` runs: (autocast on, autocast dtype, query dtype)."""
     seen, inside = set(), []
-    generate_batch, attend = common.generation.generate_token_batch, SDPASelfAttention._attn
+    generate_batch, attend = common.generation.generate.generate_token_batch, SDPASelfAttention._attn
 
     def generate_token_batch(*args, **kwargs):
         inside.append(True)
@@ -42,7 +42,7 @@ def autocast_probe(monkeypatch):
             seen.add((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"), query.dtype))
         return attend(self, query, *args, **kwargs)
 
-    monkeypatch.setattr(common.generation, "generate_token_batch", generate_token_batch)
+    monkeypatch.setattr(common.generation.generate, "generate_token_batch", generate_token_batch)
     monkeypatch.setattr(SDPASelfAttention, "_attn", _attn)
     return seen
 
@@ -86,9 +86,9 @@ def test_a_learning_curve_generation_leaves_no_inference_tensors_for_training(ti
     from torch.distributed.fsdp import fully_shard
     from transformers import AutoModelForCausalLM, TrainerControl, TrainerState
 
-    from common.callbacks import CostClock, GenerateAndScoreCallback
-    from common.config import DataArguments, GenerationArguments
-    from common.tokenization import build_prompts
+    from common.training.callbacks import CostClock, GenerateAndScoreCallback
+    from common.config.arguments import DataArguments, GenerationArguments
+    from common.data.prompts import build_prompts
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -127,9 +127,9 @@ def test_flash_attention_2_is_refused_without_half_precision(capsys):
 
 def test_fp16_with_gpt_neos_own_attention_is_refused_before_the_model_loads(tiny_model_dir, fixture_files, tmp_path,
                                                                             capsys, monkeypatch):
-    import common.pipeline
+    import common.pipeline.steps
 
-    monkeypatch.setattr(common.pipeline, "load_base_model", lambda *a: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(common.pipeline.steps, "load_base_model", lambda *a: pytest.fail("the model was loaded"))
     flags = [*quick_flags(tiny_model_dir, fixture_files, tmp_path / "lora"), "--fp16", "true", "--use_cpu", "true"]
     code, err = cli(train_lora.main, [*flags, "--fast_kernels", "false"], capsys)
     assert code == 2 and "--fp16 with --fast_kernels false: GPT-Neo's own attention overflows fp16" in err

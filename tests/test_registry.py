@@ -41,10 +41,10 @@ def ia3_registered():
 @pytest.mark.slow
 def test_a_registered_method_trains_and_predicts_end_to_end(ia3_registered, tiny_model_dir, fixture_files,
                                                             tmp_path):
-    from common import hub
-    from common.config import parse_run_config
-    from common.pipeline import run_method
-    from common.presets import preset_methods
+    from common.hub import publish as hub
+    from common.config.parsing import parse_run_config
+    from common.pipeline.steps import run_method
+    from common.pipeline.presets import preset_methods
     from helpers import data_flags
 
     assert method_names()[-1] == "ia3" and preset_methods()[-2:] == ["ia3", "zero_shot"]

@@ -21,10 +21,10 @@ import torch
 from safetensors.torch import load_file
 
 import train_lora
-from common import run_folder
-from common.config import parse_run_config
-from common.trainer import SummarizationTrainer, build_trainer, resolve_checkpoint
-from common.pipeline import run_method
+from common.runs import transaction
+from common.config.parsing import parse_run_config
+from common.training.trainer import SummarizationTrainer, build_trainer, resolve_checkpoint
+from common.pipeline.steps import run_method
 from helpers import FIXTURES, ROOT, cli, data_flags
 
 RESULTS = ("adapter", "predictions_test.csv", "run.json")
@@ -77,31 +77,31 @@ def test_a_finished_run_is_kept_unless_overwrite_is_asked(tiny_model_dir, fixtur
 def test_commit_rolls_forward_or_back_after_a_kill(tmp_path):
     """A kill after the commit point leaves the new results (completed by recover), before it the old ones."""
     def stage(folder: Path, text: str) -> None:
-        staging = run_folder.begin(folder)
+        staging = transaction.begin(folder)
         (staging / "adapter").mkdir()
         (staging / "adapter" / "w.txt").write_text(text)
         (staging / "predictions_test.csv").write_text(text)
         (staging / "run.json").write_text(json.dumps({"v": text}))
 
     stage(tmp_path, "old")
-    run_folder.commit(tmp_path)
+    transaction.commit(tmp_path)
     stage(tmp_path, "new")  # killed before the commit point: recover drops the staged results
-    run_folder.recover(tmp_path)
+    transaction.recover(tmp_path)
     assert (tmp_path / "adapter" / "w.txt").read_text() == "old" and not (tmp_path / ".staging").exists()
     stage(tmp_path, "new")  # killed in the middle of the swap: journal written, adapter swapped, the rest not
     (tmp_path / ".commit").write_text(json.dumps({"produced": list(RESULTS)}))
     (tmp_path / ".trash").mkdir()
     os.replace(tmp_path / "adapter", tmp_path / ".trash" / "adapter")
     os.replace(tmp_path / ".staging" / "adapter", tmp_path / "adapter")
-    assert run_folder.finished_run(tmp_path) == {"v": "new"}  # reading recovers first
+    assert transaction.finished_run(tmp_path) == {"v": "new"}  # reading recovers first
     assert [(tmp_path / n).exists() for n in (".commit", ".staging", ".trash")] == [False] * 3
     assert (tmp_path / "adapter" / "w.txt").read_text() == (tmp_path / "predictions_test.csv").read_text() == "new"
 
 
 def test_eval_loss_is_per_token_whatever_the_batch_size(tiny_model_dir, fixture_files, tmp_path):
-    from common.data import load_splits
+    from common.data.loading import load_splits
     from common.methods import build_method
-    from common.models import load_base_model, load_tokenizer
+    from common.models.loading import load_base_model, load_tokenizer
 
     losses = []
     for batch in ("1", "3"):

@@ -6,11 +6,12 @@ import torch
 from torch.testing import assert_close
 from transformers import AutoModelForCausalLM
 
-from common import hub
-from common.config import parse_run_config
+from common.hub import publish as hub
+from common.config.parsing import parse_run_config
 from common.methods import method_names, trained_state_dict
-from common.pipeline import run_method
-from helpers import data_flags, stop_after, trainer_for
+from common.pipeline.steps import run_method
+import common.push
+from helpers import cli, data_flags, stop_after, talk_to_test_hub, trainer_for
 
 
 @pytest.mark.slow
@@ -61,11 +62,7 @@ def test_merged_lora_export_equals_base_plus_adapter(tiny_model_dir, fixture_fil
 def test_push_to_hub_uploads_the_prepared_folder(method, tiny_model_dir, fixture_files, tmp_path, monkeypatch,
                                                  hub_server):
     """A real upload through huggingface_hub to the test Hub (HF_ENDPOINT, see conftest), in this process."""
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    talk_to_test_hub(monkeypatch)
     out_dir, repo_id = tmp_path / "run", f"someone/tiny-{method}"
     payload = run_quick(method, tiny_model_dir, fixture_files, out_dir, ["--push_to_hub", "--hub_model_id", repo_id])
     folder, repo = out_dir / hub.HUB_FOLDER, hub_server.repo_path(repo_id)
@@ -92,6 +89,41 @@ def test_push_to_hub_uploads_the_prepared_folder(method, tiny_model_dir, fixture
 @pytest.mark.slow
 def test_push_without_network_keeps_results_and_says_how(tiny_model_dir, fixture_files, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(Exception, match="hf upload someone/x"):
+    with pytest.raises(Exception, match=f"python -m common.push {tmp_path} --hub_model_id someone/x"):
         run_quick("lora", tiny_model_dir, fixture_files, tmp_path, ["--push_to_hub", "--hub_model_id", "someone/x"])
     assert (tmp_path / "run.json").is_file() and (tmp_path / hub.HUB_FOLDER / "README.md").is_file()
+
+
+@pytest.mark.slow
+def test_a_finished_run_is_pushed_again_without_training_and_its_card_carries_the_results(
+        tiny_model_dir, fixture_files, tmp_path, monkeypatch, hub_server, capsys):
+    """`python -m common.push RUN_DIR` after a run that never pushed: the repo gets the run's own adapter and
+    run.json, the run's result files stay byte for byte, and the card read back through huggingface_hub
+    holds test ROUGE-1/2/L/Lsum with the test split and the decoding (model-index)."""
+    from huggingface_hub import ModelCard
+
+    out_dir = tmp_path / "run"
+    payload = run_quick("lora", tiny_model_dir, fixture_files, out_dir, ["--num_beams", "2"])
+    results = {p: p.read_bytes() for p in [out_dir / "run.json", out_dir / "predictions_test.csv",
+                                           *(out_dir / "adapter").iterdir()]}
+    talk_to_test_hub(monkeypatch)
+    code, err = cli(common.push.main, [str(out_dir), "--hub_model_id", "someone/pushed-later"], capsys)
+    assert code == 0, err
+    repo = hub_server.repo_path("someone/pushed-later")
+    assert (repo / "adapter_model.safetensors").read_bytes() == results[out_dir / "adapter" / "adapter_model.safetensors"]
+    assert {p: p.read_bytes() for p in results} == results
+    card = ModelCard.load("someone/pushed-later")
+    assert [(r.metric_name, r.metric_value) for r in card.data.eval_results] == [
+        (label, round(payload["test_rouge"][key], 2)) for key, label in
+        (("rouge1", "ROUGE-1"), ("rouge2", "ROUGE-2"), ("rougeL", "ROUGE-L"), ("rougeLsum", "ROUGE-Lsum"))]
+    result = card.data.eval_results[0]
+    assert (result.task_type, result.dataset_name, result.dataset_split) == ("summarization", "test.jsonl", "test")
+    assert result.metric_args == {"num_beams": 2, "max_new_tokens": 4, "no_repeat_ngram_size": 0,
+                                  "precision": "fp32", "test_examples": 4}
+
+
+def test_push_refuses_a_folder_without_a_finished_run(tmp_path, capsys):
+    code, err = cli(common.push.main, [str(tmp_path), "--hub_model_id", "someone/x"], capsys)
+    assert code == 2 and f"{tmp_path}: no run.json, so not a finished training run" in err
+    code, err = cli(common.push.main, [str(tmp_path), "--hub_model_id", "not-an-owner-slash-name"], capsys)
+    assert code == 2 and "--hub_model_id not-an-owner-slash-name: expected OWNER/NAME" in err

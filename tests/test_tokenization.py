@@ -3,8 +3,8 @@
 import torch
 from torch.testing import assert_close
 
-from common.config import DataArguments
-from common.tokenization import (IGNORE_INDEX, PaddingCollator, PromptParts, build_prompt_ids, left_pad,
+from common.config.arguments import DataArguments
+from common.data.prompts import (IGNORE_INDEX, PaddingCollator, PromptParts, build_prompt_ids, left_pad,
                                  make_prompt_parts, mask_prompt, prompt_strings, tokenize_for_training)
 from datasets import Dataset
 

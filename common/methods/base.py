@@ -18,7 +18,7 @@ from peft import PeftModel
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..cli import ConfigError
+from ..core.cli import ConfigError
 
 TRAINED_PARAMS_FILE = "trained_params.safetensors"
 TRAINED_META_FILE = "trained_params.json"
@@ -137,3 +137,10 @@ def load_trained(base_model: nn.Module, path: str | Path) -> nn.Module:
         return base_model
     raise FileNotFoundError(f"{path}: neither a PEFT adapter (adapter_config.json) nor trained tensors "
                             f"({TRAINED_PARAMS_FILE})")
+
+
+def unwrap_peft(model):
+    """The PeftModel or plain model under any DDP/compile wrapper."""
+    while hasattr(model, "module") and not isinstance(model, PeftModel):
+        model = model.module
+    return model

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..cli import ConfigError, require, require_at_least
+from ..core.cli import ConfigError, require, require_at_least
 from .base import final_norm, transformer_blocks
 from .registry import Method, register
 

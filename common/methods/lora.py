@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from peft import LoraConfig, TaskType, get_peft_model
 
-from ..cli import require, require_at_least
+from ..core.cli import require, require_at_least
 from .registry import Method, register
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..cli import ConfigError
+from ..core.cli import ConfigError
 
 
 @dataclass(frozen=True)

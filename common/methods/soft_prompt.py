@@ -6,7 +6,7 @@ learning rate than the other methods (published setups use 3e-2 to 0.3). P-tunin
 encoder network whose output is the virtual tokens (a reparameterisation that steadies training on
 small models, Liu et al. 2021); the adapter saves that output, so a P-tuning adapter is loaded and
 generates exactly like a prompt-tuning one, with no encoder. Checkpoints also keep the encoder
-(`prompt_encoder.safetensors`, common/trainer.py), so a run resumes where it stopped.
+(`prompt_encoder.safetensors`, common/training/trainer.py), so a run resumes where it stopped.
 
 Example:
     >>> model = get_method("soft_prompt").build(base_model, SoftPromptArguments(num_virtual_tokens=8), model_args)
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from peft import (PromptEncoderConfig, PromptEncoderReparameterizationType, PromptTuningConfig, PromptTuningInit,
                   TaskType, get_peft_model)
 
-from ..cli import require, require_at_least
+from ..core.cli import require, require_at_least
 from .registry import Method, register
 
 DEFAULT_SOFT_PROMPT_INIT_TEXT = "Summarize the following news article in three or four sentences:"

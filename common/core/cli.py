@@ -51,7 +51,7 @@ class OneLineUsageErrors:
         >>> class Parser(OneLineUsageErrors, argparse.ArgumentParser): pass
         >>> Parser().parse_args(["--nope"])
         Traceback (most recent call last):
-        common.cli.ConfigError: unrecognized arguments: --nope (see --help)
+        common.core.cli.ConfigError: unrecognized arguments: --nope (see --help)
     """
 
     def error(self, message: str):
@@ -87,7 +87,7 @@ def require(ok: bool, flag: str, value: Any, accepted: str) -> None:
     Example:
         >>> require(0 >= 1, "r", 0, "must be >= 1")
         Traceback (most recent call last):
-        common.cli.ConfigError: --r 0: must be >= 1
+        common.core.cli.ConfigError: --r 0: must be >= 1
     """
     if not ok:
         raise ConfigError(f"--{flag} {value}: {accepted}")

@@ -1,7 +1,7 @@
 """Our ROUGE as a Hugging Face `evaluate` metric that loads from this file, with no Hub access.
 
 `evaluate.load("rouge")` fetches its script from the Hub; this file gives the same call offline and
-scores through `common.metrics.rouge_scores`, so its numbers are identical to the training callback's
+scores through `common.scoring.rouge.rouge_scores`, so its numbers are identical to the training callback's
 and `evaluate_all.py`'s: `rouge_score` F1 with Porter stemming, both texts split into sentences for
 ROUGE-Lsum, empty or missing predictions scoring 0, keys rouge1, rouge2, rougeL and rougeLsum.
 Scale: F1 x 100 like the rest of this project, not the Hub metric's 0-1 (divide by 100 to compare).
@@ -10,15 +10,15 @@ One reference string per prediction (the Hub metric also takes several).
 Load it by the path of this file, from the project root (or with an absolute path):
 
     >>> import evaluate
-    >>> rouge = evaluate.load("common/rouge_metric.py")
+    >>> rouge = evaluate.load("common/scoring/rouge_metric.py")
     >>> rouge.compute(predictions=["The cat sat on the mat."], references=["The cat sat on a mat."])["rouge1"]
     83.33...
 
-Why a file directly in `common/`: `evaluate.load` copies the script into its modules cache
+Why a file beside `rouge.py`: `evaluate.load` copies the script into its modules cache
 (~/.cache/huggingface/modules/evaluate_modules/) and imports it from there, so `import common` would
 only work when the project root happens to be on sys.path. A relative import of a file in the same
-folder is the one local import evaluate supports: it copies `metrics.py` beside the script, where
-`from .metrics import ...` resolves; inside the project the same line is an ordinary package import.
+folder is the one local import evaluate supports: it copies `rouge.py` beside the script, where
+`from .rouge import ...` resolves; inside the project the same line is an ordinary package import.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from __future__ import annotations
 import datasets
 import evaluate
 
-from .metrics import ROUGE_KEYS, rouge_per_example, rouge_scores
+from .rouge import ROUGE_KEYS, rouge_per_example, rouge_scores
 
 
 class Rouge(evaluate.Metric):

@@ -33,10 +33,11 @@ import torch
 from peft import PeftModel
 from transformers import TrainerCallback
 
-from .config import GenerationArguments
-from .evaluation import lead3
-from .generation import generate_summaries, unwrap_peft
-from .metrics import mean_words, rouge_scores
+from ..config.arguments import GenerationArguments
+from ..generation.generate import generate_summaries
+from ..methods.base import unwrap_peft
+from ..scoring.baselines import lead3
+from ..scoring.rouge import mean_words, rouge_scores
 
 logger = logging.getLogger(__name__)
 CURVE_KEYS = ("rouge1", "rouge2", "rougeLsum")

@@ -19,8 +19,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .evaluation import RANK_KEY  # noqa: E402
-from .files import atomic_write  # noqa: E402
+from ..core.atomic import atomic_write  # noqa: E402
+from .systems import RANK_KEY  # noqa: E402
 
 PLOTS = {"rouge_vs_trainable_params.png": ("trainable", "trainable parameters (log scale)"),
          "rouge_vs_train_time.png": ("train_time_s", "training time, s (optimizer steps only, log scale)")}
@@ -79,7 +79,7 @@ def write_plots(rows: list[dict], output_dir: str | Path) -> list[Path]:
     return paths
 
 
-# Learning curves: dev ROUGE-Lsum during training, from run.json's `learning_curve` (common/callbacks.py).
+# Learning curves: dev ROUGE-Lsum during training, from run.json's `learning_curve` (common/training/callbacks.py).
 
 LEARNING_CURVES_FILE = "learning_curves.png"
 CURVE_AXES = (("examples_seen", 1.0, "training examples seen"),

@@ -18,11 +18,12 @@ import sys
 import time
 from pathlib import Path
 
-from .config import GENERATION_ONLY, RunConfig, parse_run_config
-from .methods import get_method, method_names
-from .run_files import RUN_FILE
+from ..config.arguments import GENERATION_ONLY, RunConfig
+from ..config.parsing import parse_run_config
+from ..methods import get_method, method_names
+from ..runs.outputs import RUN_FILE
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def preset_methods() -> list[str]:

@@ -31,14 +31,15 @@ from torch.utils.data import Sampler
 from transformers import Trainer, TrainerState
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
+from ..config.arguments import RunConfig
+from ..core.atomic import atomic_write_text
+from ..core.cli import ConfigError
+from ..data.prompts import IGNORE_INDEX, PaddingCollator, build_prompts, tokenize_for_training
+from ..generation.generate import generation_precision
+from ..methods import num_virtual_tokens
+from ..methods.base import unwrap_peft
+from ..methods.soft_prompt import is_p_tuning_model
 from .callbacks import CostClock, GenerateAndScoreCallback, learning_curve
-from .cli import ConfigError
-from .config import RunConfig
-from .files import atomic_write_text
-from .generation import generation_precision, unwrap_peft
-from .methods import num_virtual_tokens
-from .methods.soft_prompt import is_p_tuning_model
-from .tokenization import IGNORE_INDEX, PaddingCollator, build_prompts, tokenize_for_training
 
 logger = logging.getLogger(__name__)
 COSTS_FILE = "costs.json"

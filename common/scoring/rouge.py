@@ -118,7 +118,7 @@ def calculate_rouge_from_csv(path) -> dict[str, float]:
         ROUGE-1: 41.20, ROUGE-2: 18.35, ROUGE-L: 28.91
         41.2
     """
-    from .run_files import read_predictions_csv, text_column  # local: run_files imports torch, this module does not
+    from ..runs.outputs import read_predictions_csv, text_column  # local: run_files imports torch, this module does not
 
     frame = read_predictions_csv(path)
     scores = rouge_scores(text_column(frame, "Predicted Summary"), text_column(frame, "Actual Summary"))

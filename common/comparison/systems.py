@@ -22,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import ROUGE_KEYS, clean_prediction, mean_words, rouge_per_example, split_sentences
-from .run_files import (PREDICTIONS_FILE, RUN_FILE, STOPPED, STOPPED_COLUMN, InputError, checked_run, csv_ids,
-                        read_predictions_csv, read_run_json, text_column)
-from .stats import bootstrap_ci, paired_permutation_test
+from ..runs.outputs import (PREDICTIONS_FILE, RUN_FILE, STOPPED, STOPPED_COLUMN, InputError, checked_run, csv_ids,
+                            read_predictions_csv, read_run_json, text_column)
+from ..scoring.baselines import lead3
+from ..scoring.rouge import ROUGE_KEYS, clean_prediction, mean_words, rouge_per_example
+from ..scoring.stats import bootstrap_ci, paired_permutation_test
 
 BASELINE_METHODS = ("zero_shot", "lead3")
 LEAD3_NAME = "lead3"  # the baseline's name; an input of that name is renamed (`input_name`)
@@ -85,16 +86,6 @@ class Comparison:
     keys: list[str]
     samples: int
     seed: int
-
-
-def lead3(article: str) -> str:
-    """The article's first three sentences.
-
-    Example:
-        >>> lead3("One. Two! Three? Four.")
-        'One. Two! Three?'
-    """
-    return " ".join(split_sentences(clean_prediction(article))[:3])
 
 
 def load_system(path: str | Path) -> System:

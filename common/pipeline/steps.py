@@ -6,7 +6,7 @@
     model = build_method("lora", load_base_model(cfg.model), cfg.method, cfg.model)
     model, costs = train(cfg, run, model, tokenizer, splits)       # train or resume; adapter staged
     summary = predict_and_commit(cfg, run, model, tokenizer, splits, counts, costs)
-    export(cfg, run, model, tokenizer, summary)      # --merge_and_export, --push_to_hub
+    export(cfg, run, model, tokenizer)               # --merge_and_export, --push_to_hub
 
 `run_method(cfg)` runs them for any registered method; `common.predict` is the generation-only path
 (no training: the base model, or a trained run's weights). Results are written as one transaction
@@ -25,20 +25,24 @@ from accelerate import PartialState
 from accelerate.utils import DistributedType
 from transformers import AutoConfig, set_seed
 
-from . import run_folder
-from .cli import ConfigError
-from .config import RunConfig, check_lengths_against_model, check_precision_against_model, trains
-from .data import SPLITS, load_splits
-from .generation import Summary, generate_summaries_and_stops, generation_precision, unwrap_peft
-from .hub import HubUnreachableError, prepare_hub_folder, push_folder
-from .methods import build_method, count_parameters, load_trained, save_trained
-from .metrics import mean_words, rouge_scores
-from .models import export_merged, from_pretrained_or_explain, load_base_model, load_tokenizer, merged_for_generation
-from .files import folder_size_bytes, write_json
-from .run_files import PREDICTIONS_FILE, RUN_FILE, STOPPED, package_versions, peak_memory, write_predictions_csv
-from .run_folder import ADAPTER_DIR
-from .tokenization import build_prompts
-from .trainer import build_trainer, resolve_checkpoint, train_model
+from ..config.arguments import RunConfig, trains
+from ..config.parsing import check_precision_against_model
+from ..core.atomic import folder_size_bytes, write_json
+from ..core.cli import ConfigError
+from ..data.lengths import check_lengths_against_model
+from ..data.loading import SPLITS, load_splits
+from ..data.prompts import build_prompts
+from ..generation.generate import Summary, generate_summaries_and_stops, generation_precision
+from ..hub.publish import publish_run
+from ..methods import build_method, count_parameters, load_trained, save_trained
+from ..methods.base import unwrap_peft
+from ..methods.merge import export_merged, merged_for_generation
+from ..models.loading import from_pretrained_or_explain, load_base_model, load_tokenizer
+from ..runs import transaction
+from ..runs.outputs import PREDICTIONS_FILE, RUN_FILE, STOPPED, package_versions, peak_memory, write_predictions_csv
+from ..runs.transaction import ADAPTER_DIR
+from ..scoring.rouge import mean_words, rouge_scores
+from ..training.trainer import build_trainer, resolve_checkpoint, train_model
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +56,7 @@ class Run:
 
     @property
     def staging(self) -> Path:
-        return self.out_dir / run_folder.STAGING
+        return self.out_dir / transaction.STAGING
 
 
 def run_method(cfg: RunConfig) -> dict:
@@ -64,7 +68,7 @@ def run_method(cfg: RunConfig) -> dict:
     model = build_method(cfg.method_name, load_base_model(cfg.model), cfg.method, cfg.model)
     model, costs = train(cfg, run, model, tokenizer, splits)
     summary = predict_and_commit(cfg, run, model, tokenizer, splits, counts, costs)
-    export(cfg, run, model, tokenizer, summary)
+    export(cfg, run, model, tokenizer)
     return summary
 
 
@@ -77,9 +81,9 @@ def start(cfg: RunConfig) -> Run:
     checkpoint = resolve_checkpoint(cfg.training) if trains(cfg.method_name) else None
     run = Run(Path(cfg.training.output_dir), checkpoint)
     if state.is_main_process:
-        run_folder.check_output_dir(run.out_dir, cfg.training.overwrite_output_dir, resuming=checkpoint is not None)
+        transaction.check_output_dir(run.out_dir, cfg.training.overwrite_output_dir, resuming=checkpoint is not None)
         if cfg.training.overwrite_output_dir and checkpoint is None and trains(cfg.method_name):
-            removed = run_folder.remove_checkpoints(run.out_dir)
+            removed = transaction.remove_checkpoints(run.out_dir)
             if removed:
                 print(f"--overwrite_output_dir: removed the earlier run's {', '.join(removed)}", flush=True)
     state.wait_for_everyone()
@@ -101,7 +105,7 @@ def train(cfg: RunConfig, run: Run, model, tokenizer, splits):
     generate with and the training costs."""
     state = PartialState()
     if state.is_main_process:
-        run_folder.begin(run.out_dir)  # an empty staging folder; nothing is written before this step
+        transaction.begin(run.out_dir)  # an empty staging folder; nothing is written before this step
     log_parameters(cfg.method_name, count_parameters(model))
     trainer = build_trainer(cfg, model, tokenizer, splits)
     costs = train_model(trainer, run.checkpoint)
@@ -129,10 +133,10 @@ def predict_and_commit(cfg: RunConfig, run: Run, model, tokenizer, splits, count
     summary = {}
     if state.is_main_process:
         if not trains(cfg.method_name):
-            run_folder.begin(run.out_dir)
+            transaction.begin(run.out_dir)
         summary = write_results(run.staging, cfg, splits["test"], summaries, counts, params, costs, gen_stats,
                                 carried)
-        run_folder.commit(run.out_dir)
+        transaction.commit(run.out_dir)
         print(f"Results written to {run.out_dir.resolve()}: {PREDICTIONS_FILE}, {RUN_FILE}"
               + (f", {ADAPTER_DIR}/" if trains(cfg.method_name) else ""), flush=True)
     state.wait_for_everyone()
@@ -172,8 +176,9 @@ def check_launch(state, method_name: str) -> None:
                           "launch it with DDP (configs/accelerate/multi_gpu.yaml): the prompt is tiny")
 
 
-def export(cfg: RunConfig, run: Run, model, tokenizer, summary: dict) -> None:
-    """Optional outputs once the results are committed (main process): the merged LoRA model, the Hub upload."""
+def export(cfg: RunConfig, run: Run, model, tokenizer) -> None:
+    """Optional outputs once the results are committed (main process): the merged LoRA model, the Hub upload
+    (from the committed run.json, as `python -m common.push` does it again later)."""
     if not PartialState().is_main_process:
         return
     merge_dir = getattr(cfg.method, "merge_and_export", None)
@@ -181,14 +186,8 @@ def export(cfg: RunConfig, run: Run, model, tokenizer, summary: dict) -> None:
         export_merged(merged_for_generation(model), tokenizer, merge_dir)
         print(f"Merged model written to {Path(merge_dir).resolve()}", flush=True)
     if cfg.training.push_to_hub:
-        folder = prepare_hub_folder(run.out_dir, summary, cfg.training.hub_model_id)
-        print(f"Hub folder prepared at {folder.resolve()}", flush=True)
-        try:
-            url = push_folder(folder, cfg.training.hub_model_id, token=cfg.training.hub_token,
-                              private=cfg.training.hub_private_repo)
-        except HubUnreachableError as error:
-            raise HubUnreachableError(f"{error}\nEverything else is saved; upload later with: "
-                                      f"hf upload {cfg.training.hub_model_id} {folder}") from error
+        url = publish_run(run.out_dir, cfg.training.hub_model_id, token=cfg.training.hub_token,
+                          private=cfg.training.hub_private_repo)
         print(f"Pushed to the Hub: {url}", flush=True)
 
 

@@ -17,104 +17,18 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import shutil
-import threading
 from pathlib import Path
 from typing import Any
 
-from .cli import UserError
-from .methods import get_method
-from .files import atomic_write_text
+from ..core.atomic import atomic_write_text
+from ..core.hub_access import HubUnreachableError, is_hub_id, require_hub
+from ..runs.outputs import RUN_FILE, read_run_json
+from ..methods import get_method
 
 HUB_FOLDER = "hub_upload"
-LOCAL_PATH_HINT = ("Pass local data with --train_file/--validation_file/--test_file (.jsonl, .json, .csv, .parquet) "
-                   "and a local model folder with --model_name_or_path (e.g. `python -m common.tiny_model DIR`).")
-OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
-REACH_TIMEOUT_S = 10.0
-
-
-class HubUnreachableError(UserError, RuntimeError):
-    """The Hugging Face Hub is needed but cannot be reached (offline mode or no network)."""
-
-
-def hub_endpoint() -> str:
-    """The endpoint huggingface_hub talks to (HF_ENDPOINT, read when it was imported)."""
-    from huggingface_hub import constants
-
-    return constants.ENDPOINT
-
-
-def hub_is_offline() -> bool:
-    """True when huggingface_hub runs offline, or an offline variable is set now."""
-    from huggingface_hub import constants
-
-    now = any(os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"} for name in OFFLINE_VARIABLES)
-    return now or constants.HF_HUB_OFFLINE
-
-
-@functools.lru_cache(maxsize=None)
-def _endpoint_answers(endpoint: str, timeout_s: float) -> bool:
-    """One HEAD request through huggingface_hub's own HTTP client (its proxies and headers); any
-    HTTP answer counts. Name resolution can ignore timeouts, so the request runs in a daemon thread."""
-    from huggingface_hub.utils import get_session
-
-    answered = threading.Event()
-
-    def probe():
-        try:
-            get_session().head(endpoint, timeout=timeout_s)
-            answered.set()
-        except Exception:  # noqa: BLE001 - any failure to get an HTTP answer means unreachable
-            pass
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout_s)
-    return answered.is_set()
-
-
-def hub_reachable(timeout_s: float = REACH_TIMEOUT_S) -> bool:
-    """False in offline mode or when the endpoint gives no HTTP answer within `timeout_s` (asked once per process)."""
-    return not hub_is_offline() and _endpoint_answers(hub_endpoint(), timeout_s)
-
-
-def require_hub(what: str, timeout_s: float = REACH_TIMEOUT_S) -> None:
-    """Raise a HubUnreachableError naming the local-path flags unless `what` can be fetched from the Hub."""
-    if hub_is_offline():
-        raise HubUnreachableError(f"{what} needs the Hugging Face Hub, but offline mode is set (HF_HUB_OFFLINE=1). "
-                                  f"{LOCAL_PATH_HINT}")
-    if not hub_reachable(timeout_s):
-        raise HubUnreachableError(f"{what} needs the Hugging Face Hub, but {hub_endpoint()} gave no answer within "
-                                  f"{timeout_s:.0f} s (HF_ENDPOINT sets a mirror, HTTPS_PROXY a proxy). {LOCAL_PATH_HINT}")
-
-
-def cache_then_hub(fetch, what: str):
-    """`fetch(local_files_only=True)` (the local cache), else `fetch(local_files_only=False)` once the Hub is
-    known to answer; `what` names the thing in the error when it cannot (see `require_hub`).
-
-    Example:
-        >>> cache_then_hub(lambda local_files_only: snapshot_download("me/run", local_files_only=local_files_only),
-        ...                "Trained weights 'me/run'")
-    """
-    try:
-        return fetch(local_files_only=True)
-    except (OSError, ValueError):
-        pass
-    require_hub(f"{what} (not in the local cache)")
-    return fetch(local_files_only=False)
-
-
-def is_hub_id(name: str) -> bool:
-    """True for a Hub repo id ('owner/name' or 'name'), False for a local path.
-
-    Example:
-        >>> is_hub_id("EleutherAI/gpt-neo-125M"), is_hub_id("/tmp/tiny"), is_hub_id("runs/tiny/model")
-        (True, False, False)
-    """
-    return not os.path.isabs(name) and not Path(name).exists() and name.count("/") <= 1 and not name.startswith(".")
 
 
 def public_value(value: Any) -> Any:
@@ -158,6 +72,39 @@ def load_snippet(method: str, base_model: str, repo_or_path: str) -> str:
                    f"model = PeftModel.from_pretrained(base, {repo_or_path!r}).eval()\n")
 
 
+ROUGE_LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
+DECODING_FIELDS = ("num_beams", "max_new_tokens", "no_repeat_ngram_size")
+
+
+def test_dataset(data: dict) -> tuple[str, str | None]:
+    """(dataset, configuration) the test summaries came from: the Hub dataset's id, or the local test file's name.
+
+    Example:
+        >>> test_dataset({"dataset_name": "abisee/cnn_dailymail", "dataset_config": "3.0.0", "test_file": None})
+        ('abisee/cnn_dailymail', '3.0.0')
+    """
+    if data.get("test_file"):
+        return Path(data["test_file"]).name, None
+    return data["dataset_name"], data.get("dataset_config")
+
+
+def eval_results(payload: dict, dataset: tuple[str, str | None]) -> list:
+    """The card's machine-readable results (`model-index`): test ROUGE-1/2/L/Lsum (F1 x 100) on `dataset`'s
+    test split, each with the decoding that produced the summaries (beams, token limit, n-gram blocking,
+    precision) and the number of test examples, so the Hub page shows the scores with how they were made."""
+    from huggingface_hub import EvalResult
+
+    generation = payload["config"]["generation"]
+    decoding = {**{key: generation[key] for key in DECODING_FIELDS},
+                "precision": payload.get("generation_precision", "fp32"),
+                "test_examples": payload.get("examples", {}).get("test", {}).get("used")}
+    name, config = dataset
+    return [EvalResult(task_type="summarization", task_name="Summarization", dataset_type=name, dataset_name=name,
+                       dataset_config=config, dataset_split="test", metric_type="rouge", metric_name=label,
+                       metric_config=key, metric_value=round(payload["test_rouge"][key], 2), metric_args=decoding)
+            for key, label in ROUGE_LABELS.items() if key in payload.get("test_rouge", {})]
+
+
 def model_card(payload: dict, repo_id: str):
     """A `huggingface_hub.ModelCard`: base model, method, parameters, data, test ROUGE and a load snippet.
 
@@ -175,14 +122,16 @@ def model_card(payload: dict, repo_id: str):
     used = ", ".join(f"{split} {info['used']:,}" for split, info in payload.get("examples", {}).items())
     tied = (" This includes the LM head, which is tied to the input embeddings, so the whole embedding "
             "matrix was trained." if payload.get("tied_lm_head") else "")
-    generation_note = ("\nGenerate with `common.generation.generate_summaries` from the toolkit: it feeds the "
+    generation_note = ("\nGenerate with `common.generation.generate.generate_summaries` from the toolkit: it feeds the "
                        "learned virtual tokens as `inputs_embeds`, which is right for left-padded batches.\n"
                        if method == "soft_prompt" else "")
+    dataset = test_dataset(data)
     card_data = ModelCardData(base_model=base if is_hub_id(base) else None,
+                              datasets=[dataset[0]] if is_hub_id(dataset[0]) else None, metrics=["rouge"],
                               library_name="peft" if entry.peft_adapter else "transformers",
-                              tags=["summarization", method], pipeline_tag="text-generation")
-    scores = ", ".join(f"{label} {rouge.get(key, float('nan')):.2f}" for key, label in
-                       (("rouge1", "ROUGE-1"), ("rouge2", "ROUGE-2"), ("rougeL", "ROUGE-L"), ("rougeLsum", "ROUGE-Lsum")))
+                              tags=["summarization", method], pipeline_tag="text-generation",
+                              model_name=repo_id, eval_results=eval_results(payload, dataset) or None)
+    scores = ", ".join(f"{label} {rouge.get(key, float('nan')):.2f}" for key, label in ROUGE_LABELS.items())
     content = f"""---
 {card_data.to_yaml()}
 ---
@@ -215,6 +164,22 @@ def prepare_hub_folder(out_dir: Path, payload: dict, repo_id: str, adapter_dir: 
     atomic_write_text(folder / "run.json", json.dumps(public, indent=2, default=str) + "\n")
     atomic_write_text(folder / "README.md", str(model_card(public, repo_id)))
     return folder
+
+
+def publish_run(out_dir: Path, repo_id: str, token: str | None = None, private: bool | None = None) -> str:
+    """Prepare a finished run's upload folder from its own run.json and push it; returns the commit URL.
+
+    The training scripts call it after a run with --push_to_hub; `python -m common.push` calls it again for a
+    run whose push failed, without retraining or regenerating.
+    """
+    payload = read_run_json(Path(out_dir) / RUN_FILE)
+    folder = prepare_hub_folder(Path(out_dir), payload, repo_id)
+    print(f"Hub folder prepared at {folder.resolve()}", flush=True)
+    try:
+        return push_folder(folder, repo_id, token=token, private=private)
+    except HubUnreachableError as error:
+        raise HubUnreachableError(f"{error}\nEverything else is saved; push again later with: "
+                                  f"python -m common.push {out_dir} --hub_model_id {repo_id}") from error
 
 
 def push_folder(folder: Path, repo_id: str, token: str | None = None, private: bool | None = None) -> str:

@@ -26,9 +26,9 @@ import os
 import shutil
 from pathlib import Path
 
-from .cli import ConfigError
-from .files import atomic_write_text
-from .run_files import PREDICTIONS_FILE, RUN_FILE
+from ..core.cli import ConfigError
+from ..core.atomic import atomic_write_text
+from .outputs import PREDICTIONS_FILE, RUN_FILE
 
 ADAPTER_DIR = "adapter"
 RESULT_NAMES = (ADAPTER_DIR, PREDICTIONS_FILE, RUN_FILE)  # run.json last: it marks a finished run

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import DataArguments
+from ..config.arguments import DataArguments
 
 IGNORE_INDEX = -100
 ARTICLE_SENTINEL = "\u2063ARTICLE\u2063"

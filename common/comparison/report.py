@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .evaluation import ALPHA, RANK_KEY, Comparison, Scored, Skipped
-from .metrics import ROUGE_KEYS
-from .run_files import PEAK_MEMORY_FIELDS, RUN_FIELDS
-from .files import atomic_write_text, write_json
+from ..core.atomic import atomic_write_text, write_json
+from ..runs.outputs import PEAK_MEMORY_FIELDS, RUN_FIELDS
+from ..scoring.rouge import ROUGE_KEYS
+from .systems import ALPHA, RANK_KEY, Comparison, Scored, Skipped
 
 KEY_NAMES = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
 TABLE_KEYS = (RANK_KEY, *(k for k in ROUGE_KEYS if k != RANK_KEY))

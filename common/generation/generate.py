@@ -33,13 +33,12 @@ from typing import NamedTuple
 import torch
 from accelerate import PartialState
 from accelerate.utils import gather_object
-from peft import PeftModel
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
-from .config import GenerationArguments
+from ..config.arguments import GenerationArguments
+from ..data.prompts import left_pad
+from ..methods import num_virtual_tokens
 from .kv_cache import growing_cache
-from .methods import num_virtual_tokens
-from .tokenization import left_pad
 
 
 class Summary(NamedTuple):
@@ -282,8 +281,3 @@ def fsdp_sharded(model) -> bool:
     return any(isinstance(module, (FSDPModule, FullyShardedDataParallel)) for module in model.modules())
 
 
-def unwrap_peft(model):
-    """The PeftModel or plain model under any DDP/compile wrapper."""
-    while hasattr(model, "module") and not isinstance(model, PeftModel):
-        model = model.module
-    return model

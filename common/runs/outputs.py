@@ -25,8 +25,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .cli import UserError
-from .files import atomic_write_text
+from ..core.cli import UserError
+from ..core.atomic import atomic_write_text
 
 PREDICTION_COLUMNS = ("id", "Article", "Actual Summary", "Predicted Summary")
 STOPPED_COLUMN = "Stopped"  # optional: how each summary ended

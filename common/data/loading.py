@@ -48,9 +48,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset, DatasetDict
 
-from .cli import DataError
-from .config import DATA_FILE_SUFFIXES, DataArguments
-from .hub import LOCAL_PATH_HINT, HubUnreachableError, hub_reachable, require_hub
+from ..config.arguments import DATA_FILE_SUFFIXES, DataArguments
+from ..core.cli import DataError
+from ..core.hub_access import LOCAL_PATH_HINT, HubUnreachableError, hub_reachable, require_hub
 
 logger = logging.getLogger(__name__)
 

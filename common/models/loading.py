@@ -1,0 +1,66 @@
+"""Models in and out: the base model and tokenizer (local folder, cache or Hub), trained weights put
+back on a base model (from a run folder or a Hub repo), LoRA merged for generation and export.
+
+Example:
+    >>> tokenizer, base = load_tokenizer(cfg.model), load_base_model(cfg.model)
+    >>> model, carried = load_for_generation(base, "runs/lora/adapter")   # or a pushed repo id
+    >>> carried["method"]
+    'lora'
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from ..core.cli import ConfigError
+from ..core.hub_access import LOCAL_PATH_HINT, HubUnreachableError, cache_then_hub
+from .fast_kernels import use_fast_kernels
+
+logger = logging.getLogger(__name__)
+
+
+def from_pretrained_or_explain(loader, name: str, what: str, **kwargs):
+    """`loader.from_pretrained(name)`: a local folder, a cached copy, or the Hub, with a clear error if unreachable."""
+    if Path(name).is_dir():
+        return loader.from_pretrained(name, **kwargs)
+    try:
+        return cache_then_hub(lambda local_files_only: loader.from_pretrained(
+            name, local_files_only=local_files_only, **kwargs), f"{what.capitalize()} '{name}'")
+    except OSError as error:  # the cache was tried first, so this is the Hub's answer
+        raise HubUnreachableError(f"Could not load {what} '{name}': {error}. {LOCAL_PATH_HINT}") from error
+
+
+def load_tokenizer(model_args):
+    """The tokenizer, with pad = EOS when the model defines no pad token (GPT-Neo, GPT-2)."""
+    tokenizer = from_pretrained_or_explain(AutoTokenizer, model_args.tokenizer_path, "tokenizer")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.eos_token_id is None:
+        raise ConfigError(f"--tokenizer_name_or_path {model_args.tokenizer_path}: the tokenizer has no EOS token; "
+                          "summaries must end with one")
+    return tokenizer
+
+
+def load_base_model(model_args):
+    """The base causal LM in fp32 (mixed precision, if any, comes from --bf16/--fp16 autocast), with fused
+    kernels where the model has step-by-step ones (`prepare_base_model`)."""
+    kwargs = {"dtype": torch.float32}
+    if model_args.attn_implementation:
+        kwargs["attn_implementation"] = model_args.attn_implementation
+    model = from_pretrained_or_explain(AutoModelForCausalLM, model_args.model_name_or_path, "model", **kwargs)
+    return prepare_base_model(model, model_args)
+
+
+def prepare_base_model(model, model_args):
+    """The loaded model with the fused kernels of common/models/fast_kernels.py unless --fast_kernels false."""
+    if model_args.fast_kernels:
+        swapped = use_fast_kernels(model)
+        if swapped:
+            logger.info("fused kernels in place of the model's own: %s", swapped)
+    return model
+
+
