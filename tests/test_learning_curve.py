@@ -245,3 +245,25 @@ def test_learning_curve_figure_names_disagreeing_dev_sets_instead_of_drawing_ref
     figure = learning_curve_figure({"lora": a_curve(64, [8.0, 14.0]), "prompt": a_curve(32, [7.0, 9.0])})
     assert [line.get_label() for line in figure.axes[0].get_lines()] == ["lora", "prompt"]
     assert "different numbers of validation examples (32, 64)" in figure.get_suptitle()
+
+
+def test_report_to_tensorboard_logs_the_curve_rouge_and_costs(tiny_model_dir, fixture_files, tmp_path, monkeypatch):
+    """--report_to tensorboard, read back from the event files: dev ROUGE at each evaluation (the Trainer logs an
+    evaluation before its callbacks add ROUGE, so without our report it never reaches a tracker), the step-0
+    start, zero-shot and lead-3 lines, and the training and evaluation seconds as run.json has them."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.setenv("TENSORBOARD_LOGGING_DIR", str(tmp_path / "tb"))
+    run = train_lora.main([*quick_flags(tiny_model_dir, fixture_files, tmp_path / "lora"), "--report_to", "tensorboard"])
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+
+    def scalars(tag):
+        return [(event.step, round(event.value, 3)) for event in events.Scalars(tag)]
+
+    points = run["learning_curve"]["points"]
+    assert scalars("eval/rougeLsum") == [(p["step"], round(p["rougeLsum"], 3)) for p in points[1:]]
+    assert scalars("eval/start_rougeLsum") == [(0, round(points[0]["rougeLsum"], 3))]
+    assert scalars("eval/lead3_rougeLsum") == [(0, round(run["learning_curve"]["lead3"]["rougeLsum"], 3))]
+    assert scalars("train/train_time_s")[-1] == (2, round(run["train_time_s"], 3))
+    assert scalars("eval/time_s")[-1] == (2, round(run["eval_time_s"], 3))  # tensorboard files eval_* under eval/

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from typing import Callable
 
 import torch
 from peft import PeftModel
@@ -85,6 +86,15 @@ class CostClock(TrainerCallback):
         self._step_started: float | None = None
         self._depth = 0
 
+    def costs(self) -> dict[str, float]:
+        """The seconds so far as run.json names them (rounded to the millisecond).
+
+        Example:
+            >>> CostClock(train_seconds=1.23456, eval_seconds=2.0).costs()
+            {'train_time_s': 1.235, 'eval_time_s': 2.0}
+        """
+        return {"train_time_s": round(self.train_seconds, 3), "eval_time_s": round(self.eval_seconds, 3)}
+
     def restore(self, costs: dict) -> None:
         """Continue from a checkpoint's costs.json (one written before the split counts its wall time as
         training, the only time it knew)."""
@@ -116,7 +126,8 @@ class CostClock(TrainerCallback):
 
 class GenerateAndScoreCallback(TrainerCallback):
     def __init__(self, tokenizer, prompts: list[list[int]], references: list[str], gen_args: GenerationArguments,
-                 clock: CostClock, articles: list[str] | None = None, precision: str = "fp32"):
+                 clock: CostClock, articles: list[str] | None = None, precision: str = "fp32",
+                 report: Callable[[dict], None] | None = None):
         if len(prompts) != len(references) or (articles is not None and len(articles) != len(references)):
             raise ValueError("prompts, references and articles must have the same length")
         self.tokenizer = tokenizer
@@ -126,6 +137,7 @@ class GenerateAndScoreCallback(TrainerCallback):
         self.clock = clock  # the Trainer's: training seconds for the curve's points, evaluation seconds
         self.articles = articles
         self.precision = precision
+        self.report = report  # the trackers of --report_to (SummarizationTrainer.report), if any
 
     def generate(self, model) -> list[str]:
         with self.clock.evaluating():
@@ -139,6 +151,9 @@ class GenerateAndScoreCallback(TrainerCallback):
             return
         begin = self.score_start(unwrap_peft(model), args, state.global_step)
         state.log_history.append({BEGIN_KEY: begin, "step": state.global_step})
+        if self.report:  # eval/start_rougeLsum, eval/zero_shot_rougeLsum, eval/lead3_rougeLsum, ... at this step
+            self.report({f"eval_{line}_{key}": value for line in ("start", "zero_shot", "lead3")
+                         for key, value in (begin[line] or {}).items() if key in CURVE_KEYS})
         if state.is_world_process_zero:
             logger.info("Learning curve start on %d validation examples: %s", len(self.prompts), begin)
             lines = {"start": begin["start"], "zero-shot": begin["zero_shot"], "lead-3": begin["lead3"]}
@@ -175,9 +190,11 @@ class GenerateAndScoreCallback(TrainerCallback):
         scores = {f"eval_{key}": round(value, 4) for key, value in rouge_scores(predictions, self.references).items()}
         scores["eval_gen_len_words"] = round(mean_words(predictions), 2)
         metrics.update(scores)
-        state.log_history.append({**scores, "epoch": state.epoch, "step": state.global_step,
-                                  "examples_seen": examples_seen(args, state.global_step),
-                                  "train_seconds": round(self.clock.train_seconds, 3)})
+        point = {**scores, "examples_seen": examples_seen(args, state.global_step),
+                 "train_seconds": round(self.clock.train_seconds, 3)}
+        state.log_history.append({**point, "epoch": state.epoch, "step": state.global_step})
+        if self.report:  # the Trainer logged this evaluation before the ROUGE existed
+            self.report(point)
         if state.is_world_process_zero:
             logger.info("Validation ROUGE on %d examples at step %d: %s", len(predictions), state.global_step, scores)
             print(f"[eval step {state.global_step}] " + ", ".join(f"{k[5:]}={v:.2f}" for k, v in scores.items()),

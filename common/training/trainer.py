@@ -156,6 +156,18 @@ class SummarizationTrainer(Trainer):
         with self.clock.evaluating():
             return super().evaluate(*args, **kwargs)
 
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Every log entry (loss, evaluation, the end of training) carries the training and evaluation seconds
+        so far, for the trackers of --report_to and for log_history alike."""
+        super().log({**logs, **self.clock.costs()}, start_time)
+
+    def report(self, values: dict[str, float]) -> None:
+        """Send `values`, with the costs so far, to the trackers of --report_to at this step, outside
+        log_history (the learning curve keeps its own entries there). The Trainer logs an evaluation before
+        its callbacks add the ROUGE, so the ROUGE callback reports it here."""
+        self.control = self.callback_handler.on_log(self.args, self.state, self.control,
+                                                    {**values, **self.clock.costs()})
+
     def costs_so_far(self) -> dict:
         """Wall time of train(), seconds in training steps and in evaluation, loss sum, steps, tokens and
         resumes up to now, all sessions together."""
@@ -302,8 +314,20 @@ def build_trainer(cfg: RunConfig, model, tokenizer, splits) -> SummarizationTrai
         prompts = build_prompts(tokenizer, sample["article"], cfg.data)
         trainer.add_callback(GenerateAndScoreCallback(
             tokenizer, prompts, list(sample["summary"]), cfg.generation.for_evaluation(), trainer.clock,
-            articles=list(sample["article"]), precision=generation_precision(cfg.training.mixed_precision)))
+            articles=list(sample["article"]), precision=generation_precision(cfg.training.mixed_precision),
+            report=trainer.report if trackers(cfg.training.report_to) else None))
     return trainer
+
+
+def trackers(report_to) -> list[str]:
+    """The experiment trackers that --report_to names ('none' and an empty list: none).
+
+    Example:
+        >>> trackers(["tensorboard"]), trackers("none"), trackers(["none"])
+        (['tensorboard'], [], [])
+    """
+    names = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    return [name for name in names if name != "none"]
 
 
 def enable_activation_checkpointing(model, checkpoint_kwargs: dict | None = None) -> None:
