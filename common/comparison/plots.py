@@ -2,11 +2,23 @@
 system with its 95% CI, baselines as horizontal lines. Learning curves: dev ROUGE-Lsum during training
 from each run.json's `learning_curve`. Saved atomically (temp PNG + os.replace).
 
-Example:
-    >>> write_plots(system_rows(result), "runs/comparison")
-    ['runs/comparison/rouge_vs_trainable_params.png', 'runs/comparison/rouge_vs_train_time.png']
-    >>> write_learning_curves({"lora": run["learning_curve"]}, "runs/comparison")
-    PosixPath('runs/comparison/learning_curves.png')
+Example (rows as `report.system_rows` makes them, a run.json `learning_curve`; a temporary folder instead of
+runs/comparison):
+    >>> import tempfile
+    >>> rows = [{"system": "lora", "baseline": False, "rougeLsum": 21.4, "rougeLsum_ci_low": 19.8,
+    ...          "rougeLsum_ci_high": 23.0, "trainable": 36864, "train_time_s": 95.0},
+    ...         {"system": "lead3", "baseline": True, "rougeLsum": 20.1, "rougeLsum_ci_low": 18.9,
+    ...          "rougeLsum_ci_high": 21.3, "trainable": None, "train_time_s": None}]
+    >>> curve = {"dev_examples": 8, "points": [{"examples_seen": 0, "train_seconds": 0.0, "rougeLsum": 9.5},
+    ...                                        {"examples_seen": 80, "train_seconds": 30.0, "rougeLsum": 18.2}]}
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     [path.name for path in write_plots(rows, tmp)]
+    ...     write_learning_curves({"lora": curve}, tmp).name
+    ...     write_learning_curves({"lora": {"dev_examples": 0, "points": []}}, tmp)   # nothing to draw: removed
+    ...     sorted(path.name for path in Path(tmp).iterdir())
+    ['rouge_vs_trainable_params.png', 'rouge_vs_train_time.png']
+    'learning_curves.png'
+    ['rouge_vs_train_time.png', 'rouge_vs_trainable_params.png']
 """
 
 from __future__ import annotations
@@ -30,6 +42,9 @@ def plotted_points(rows: list[dict], cost: str) -> list[dict]:
     """Trained (non-baseline) rows with a positive, finite `cost` (a log axis cannot show 0).
 
     Example:
+        >>> rows = [{"system": "lora", "baseline": False, "trainable": 36864},
+        ...         {"system": "finetune", "baseline": False, "trainable": float("nan")},
+        ...         {"system": "zero_shot", "baseline": True, "trainable": 0}]
         >>> [r["system"] for r in plotted_points(rows, "trainable")]
         ['lora']
     """

@@ -1,9 +1,16 @@
 """Write a `Comparison` out: comparison.md/.csv/.json and examples.md, each atomically.
 
-Example:
-    >>> write_reports(result, skipped, "runs/comparison", num_examples=3)
-    >>> sorted(p.name for p in Path("runs/comparison").iterdir())
+Example (the comparison of one system, written to a temporary folder instead of runs/comparison):
+    >>> import tempfile
+    >>> from common.comparison.systems import System, compare
+    >>> lora = System("lora", "lora", "runs/lora", ["The cat sat."], ["The cat sat."], keys=["a"])
+    >>> result = compare([lora], ["a"], samples=100, seed=0)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     markdown = write_reports(result, [], tmp, num_examples=3)       # returns comparison.md's text
+    ...     sorted(p.name for p in Path(tmp).iterdir())
     ['comparison.csv', 'comparison.json', 'comparison.md', 'examples.md']
+    >>> markdown.splitlines()[:3]
+    ['# Summarization comparison', '', 'All systems were scored on the same 1 test examples.']
 """
 
 from __future__ import annotations
@@ -28,9 +35,13 @@ TEST_NAME = "two-sided paired permutation test (random sign flips of the per-exa
 def system_row(rank: int, scored: Scored) -> dict:
     """One flat row of scores and costs (None where run.json has no usable value).
 
-    Example:
-        >>> system_row(1, lora)["rougeLsum_ci_low"]
-        19.8
+    Example (one summary right, one half right; run.json records no training time):
+        >>> from common.comparison.systems import System, score_system
+        >>> lora = System("lora", "lora", "runs/lora", ["The cat sat.", "Rain fell."], ["The cat sat.", "Snow fell."],
+        ...               keys=["a", "b"], run={"method": "lora", "trainable": 36864})
+        >>> row = system_row(1, score_system(lora, ["a", "b"], samples=1000, seed=0))
+        >>> row["rougeLsum"], row["rougeLsum_ci_low"], row["trainable"], row["train_time_s"]
+        (75.0, 50.0, 36864, None)
     """
     system, run = scored.system, scored.system.run
     row = {"rank": rank, "system": system.name, "method": system.method, "baseline": system.is_baseline,
@@ -174,9 +185,12 @@ def markdown_table(rows: list[dict]) -> str:
 def pair_line(pair: dict) -> str:
     """One line per pair: differences a - b with p-values, and which are significant at 0.05.
 
-    Example:
-        >>> pair_line(pair)
-        '- **lora** vs **lead3** (n=60): ROUGE-Lsum +4.20 (p=0.0010), ... Significant at 0.05: ROUGE-Lsum.'
+    Example (`pair` as `systems.compare_pair` returns it):
+        >>> pair_line({"a": "lora", "b": "lead3", "n": 60, "significant": ["rougeLsum"],
+        ...            "difference": {"rougeLsum": 4.2, "rouge1": 3.1, "rouge2": 1.05, "rougeL": 2.0},
+        ...            "p_value": {"rougeLsum": 0.001, "rouge1": 0.08, "rouge2": 0.2, "rougeL": 0.06}})
+        '- **lora** vs **lead3** (n=60): ROUGE-Lsum +4.20 (p=0.0010), ROUGE-1 +3.10 (p=0.0800),
+        ROUGE-2 +1.05 (p=0.2000), ROUGE-L +2.00 (p=0.0600). Significant at 0.05: ROUGE-Lsum.'
     """
     parts = [f"{KEY_NAMES[k]} {pair['difference'][k]:+.2f} (p={pair['p_value'][k]:.4f})" for k in TABLE_KEYS]
     significant = ", ".join(KEY_NAMES[k] for k in TABLE_KEYS if k in pair["significant"])

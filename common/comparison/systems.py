@@ -5,13 +5,18 @@ field of the wrong type is shown as a missing cost, with a warning),
 `align_systems` keeps the examples common to all of them (by id, or by row order with matching
 references), `add_lead3` adds the lead-3 baseline and `compare` scores everything.
 
-Example:
-    >>> systems, skipped = load_systems(["runs/lora", "runs/zero_shot"])
-    >>> systems, common, more_skipped = align_systems(systems)
+Example (two systems built in memory; `load_systems(["runs/lora", "runs/zero_shot"])` reads them from run folders):
+    >>> articles = ["Rain fell on Paris. Roads flooded. Schools shut. It stopped.", "The cat sat. It slept. It ate."]
+    >>> references = ["Rain flooded Paris roads and shut schools.", "The cat sat and slept."]
+    >>> lora = System("lora", "lora", "runs/lora", references, ["Rain flooded roads in Paris and shut schools.",
+    ...               "The cat sat and slept."], articles=articles, ids=["a", "b"])
+    >>> zero_shot = System("zero_shot", "zero_shot", "runs/zero_shot", references, ["It rained.", "A cat."],
+    ...                    articles=articles, ids=["a", "b"])
+    >>> systems, common, skipped = align_systems([zero_shot, lora])
     >>> systems, lead3_skip = add_lead3(systems, common)
     >>> result = compare(systems, common, samples=1000, seed=0)
-    >>> [row.name for row in result.systems]   # ranked by ROUGE-Lsum
-    ['lora', 'lead3', 'zero_shot']
+    >>> [(s.name, round(s.means["rougeLsum"], 1)) for s in result.systems]   # ranked by ROUGE-Lsum
+    [('lora', 90.0), ('lead3', 60.0), ('zero_shot', 25.4)]
 """
 
 from __future__ import annotations
@@ -91,9 +96,18 @@ class Comparison:
 def load_system(path: str | Path) -> System:
     """A run folder (predictions_test.csv + run.json) or a prediction CSV of either layout.
 
-    Example:
-        >>> load_system("runs/lora").method, load_system("old/preds.csv").method
-        ('lora', 'unknown')
+    Example (a run folder and a classic CSV, written to a temporary folder):
+        >>> import tempfile
+        >>> import pandas as pd
+        >>> from common.core.atomic import write_json
+        >>> from common.runs.outputs import write_predictions_csv
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     write_predictions_csv(Path(tmp, "lora", PREDICTIONS_FILE), ["a"], ["Rain fell."], ["Rain."], ["Rain."])
+        ...     write_json(Path(tmp, "lora", RUN_FILE), {"method": "lora"})
+        ...     pd.DataFrame({"Predicted Summary": ["Rain."], "Actual Summary": ["Rain."]}).to_csv(
+        ...         Path(tmp, "old.csv"), index=False)
+        ...     [(s.name, s.method, s.ids) for s in (load_system(Path(tmp, "lora")), load_system(Path(tmp, "old.csv")))]
+        [('lora', 'lora', ['a']), ('old', 'unknown', None)]
     """
     path = Path(path)
     if path.is_dir():
@@ -136,11 +150,19 @@ def load_systems(paths: list[str | Path], names: list[str] | None = None) -> tup
     its folder's for a `predictions_test.csv`), made unique with `-2`, `-3`, ...; an input named
     `lead3` becomes `lead3 (run)`, so it is never mistaken for the lead-3 baseline.
 
-    Example:
-        >>> systems, skipped = load_systems(["runs/lora", "runs/broken"])
-        >>> skipped[0].reason
-        'runs/broken/predictions_test.csv: file not found'
-        >>> [s.name for s in load_systems(["runs/neo/lora", "runs/lead3"], ["neo/lora", "lead3"])[0]]
+    Example (`broken` has its run.json but no predictions):
+        >>> import tempfile
+        >>> from common.core.atomic import write_json
+        >>> from common.runs.outputs import write_predictions_csv
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     lora, broken = Path(tmp, "lora"), Path(tmp, "broken")
+        ...     write_predictions_csv(lora / PREDICTIONS_FILE, ["a"], ["Rain fell."], ["Rain."], ["Rain."])
+        ...     for run_dir in (lora, broken):
+        ...         write_json(run_dir / RUN_FILE, {"method": "lora"})
+        ...     systems, skipped = load_systems([lora, broken, lora])
+        ...     [s.name for s in systems], skipped[0].reason.replace(tmp, "TMP")
+        ...     [s.name for s in load_systems([lora, lora], ["neo/lora", "lead3"])[0]]
+        (['lora', 'lora-2'], 'TMP/broken/predictions_test.csv: file not found')
         ['neo/lora', 'lead3 (run)']
     """
     systems, skipped = [], []
@@ -185,7 +207,9 @@ def assign_keys(systems: list[System]) -> tuple[list[System], list[Skipped]]:
     whose references match row by row, or `row-<i>` when no system has ids.
 
     Example:
-        >>> [s.keys for s in assign_keys([with_ids_a_b, classic_same_refs])[0]]
+        >>> with_ids = System("lora", "lora", "runs/lora", ["R1.", "R2."], ["P1.", "P2."], ids=["a", "b"])
+        >>> classic = System("old", "unknown", "old.csv", ["R1.", "R2."], ["Q1.", "Q2."])  # no ids, same references
+        >>> [s.keys for s in assign_keys([with_ids, classic])[0]]
         [['a', 'b'], ['a', 'b']]
     """
     template = next((s for s in systems if s.ids is not None), None)
@@ -219,9 +243,13 @@ def align_systems(systems: list[System]) -> tuple[list[System], list[str], list[
     earlier system's, or that shares no example with them, is left out.
 
     Example:
-        >>> kept, common, skipped = align_systems([ids_a_b_c, ids_b_c_d])
-        >>> common
-        ['b', 'c']
+        >>> first = System("first", "lora", "first/", ["R1.", "R2.", "R3."], ["P."] * 3, ids=["a", "b", "c"])
+        >>> second = System("second", "lora", "second/", ["R2.", "R3.", "R4."], ["P."] * 3, ids=["b", "c", "d"])
+        >>> other = System("other", "lora", "other/", ["R1, but not R1."], ["P."], ids=["a"])
+        >>> kept, common, skipped = align_systems([first, second, other])
+        >>> [s.name for s in kept], common, skipped[0].reason
+        (['first', 'second'], ['b', 'c'], "other/: its reference for example 'a' differs from first's; refusing to
+        pair systems scored against different references")
     """
     systems, skipped = assign_keys(systems)
     kept, common, references = [], None, {}
@@ -246,9 +274,11 @@ def add_lead3(systems: list[System], keys: list[str]) -> tuple[list[System], Ski
     """The systems plus lead-3 over `keys`, built from the first system that has articles.
 
     Example:
-        >>> systems, skipped = add_lead3([lora], ["test-0"])
-        >>> systems[-1].name, systems[-1].is_baseline
-        ('lead3', True)
+        >>> lora = System("lora", "lora", "runs/lora", ["Rain flooded Paris."], ["Rain."],
+        ...               articles=["Rain fell. Roads flooded. Schools shut. It stopped."], ids=["a"], keys=["a"])
+        >>> systems, skipped = add_lead3([lora], ["a"])
+        >>> systems[-1].name, systems[-1].is_baseline, systems[-1].predictions, skipped
+        ('lead3', True, ['Rain fell. Roads flooded. Schools shut.'], None)
     """
     source = next((s for s in systems if s.articles is not None), None)
     if source is None:
@@ -266,9 +296,12 @@ def add_lead3(systems: list[System], keys: list[str]) -> tuple[list[System], Ski
 def score_system(system: System, keys: list[str], samples: int, seed: int) -> Scored:
     """ROUGE per example on `keys`, the means and bootstrap CIs, empty predictions and mean lengths.
 
-    Example:
-        >>> score_system(lora, ["test-0", "test-1"], samples=1000, seed=0).means["rougeLsum"]
-        21.4
+    Example (one summary right, one half right):
+        >>> lora = System("lora", "lora", "runs/lora", ["The cat sat.", "Rain fell."], ["The cat sat.", "Snow fell."],
+        ...               keys=["a", "b"])
+        >>> scored = score_system(lora, ["a", "b"], samples=1000, seed=0)
+        >>> scored.means["rougeLsum"], scored.ci["rougeLsum"]
+        (75.0, (50.0, 100.0))
     """
     rows = {key: i for i, key in enumerate(system.keys)}
     predictions = [system.predictions[rows[key]] for key in keys]
@@ -287,9 +320,13 @@ def score_system(system: System, keys: list[str], samples: int, seed: int) -> Sc
 def compare_pair(a: Scored, b: Scored, samples: int, seed: int) -> dict:
     """Mean difference a - b and the paired permutation p-value for each ROUGE key.
 
-    Example:
-        >>> compare_pair(lora, lora, samples=1000, seed=0)["p_value"]["rougeLsum"]
-        1.0
+    Example (a system against itself):
+        >>> lora = System("lora", "lora", "runs/lora", ["The cat sat.", "Rain fell."], ["The cat sat.", "Snow fell."],
+        ...               keys=["a", "b"])
+        >>> scored = score_system(lora, ["a", "b"], samples=1000, seed=0)
+        >>> pair = compare_pair(scored, scored, samples=1000, seed=0)
+        >>> pair["difference"]["rougeLsum"], pair["p_value"]["rougeLsum"], pair["significant"]
+        (0.0, 1.0, [])
     """
     differences = a.scores - b.scores
     p_values = {k: paired_permutation_test(differences[:, i], samples, seed) for i, k in enumerate(ROUGE_KEYS)}
@@ -302,8 +339,13 @@ def compare(systems: list[System], keys: list[str], samples: int, seed: int) -> 
     """Score every system on `keys`, rank by ROUGE-Lsum and test every pair.
 
     Example:
-        >>> compare([lora, zero_shot], ["test-0"], samples=1000, seed=0).pairs[0]["a"]
-        'lora'
+        >>> references = ["The cat sat.", "Rain fell."]
+        >>> lora = System("lora", "lora", "runs/lora", references, ["The cat sat.", "Rain fell."], keys=["a", "b"])
+        >>> zero_shot = System("zero_shot", "zero_shot", "runs/zero_shot", references, ["A dog.", "Snow fell."],
+        ...                    keys=["a", "b"])
+        >>> result = compare([zero_shot, lora], ["a", "b"], samples=1000, seed=0)
+        >>> [s.name for s in result.systems], (result.pairs[0]["a"], result.pairs[0]["b"])
+        (['lora', 'zero_shot'], ('lora', 'zero_shot'))
     """
     scored = sorted((score_system(s, keys, samples, seed) for s in systems), key=lambda s: -s.means[RANK_KEY])
     pairs = [compare_pair(a, b, samples, seed) for a, b in itertools.combinations(scored, 2)]

@@ -4,9 +4,10 @@ A crash mid-write never leaves a half-written file under the final name, and an 
 stays in place until the new one is whole.
 
 Example:
-    >>> write_json("runs/lora/run.json", {"method": "lora"})
-    >>> folder_size_bytes("runs/lora") > 0
-    True
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     write_json(Path(tmp, "lora", "run.json"), {"method": "lora"})      # creates the folder
+    ...     sorted(p.name for p in Path(tmp, "lora").iterdir()), folder_size_bytes(tmp)   # no temporary file left
+    (['run.json'], 23)
 """
 
 from __future__ import annotations

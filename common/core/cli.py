@@ -97,7 +97,11 @@ def require_at_least(config: Any, minimum: int, *flags: str) -> None:
     """Each named field of `config` is >= minimum; None (an optional "all") passes.
 
     Example:
-        >>> require_at_least(GenerationArguments(), 1, "num_beams")   # a default of 1 passes
+        >>> require_at_least(argparse.Namespace(num_beams=1, max_train_samples=None), 1, "num_beams",
+        ...                  "max_train_samples")            # None (all samples) passes
+        >>> require_at_least(argparse.Namespace(num_beams=0), 1, "num_beams")
+        Traceback (most recent call last):
+        common.core.cli.ConfigError: --num_beams 0: must be >= 1
     """
     for flag in flags:
         value = getattr(config, flag)

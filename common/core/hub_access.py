@@ -84,9 +84,15 @@ def cache_then_hub(fetch, what: str):
     """`fetch(local_files_only=True)` (the local cache), else `fetch(local_files_only=False)` once the Hub is
     known to answer; `what` names the thing in the error when it cannot (see `require_hub`).
 
-    Example:
-        >>> cache_then_hub(lambda local_files_only: snapshot_download("me/run", local_files_only=local_files_only),
-        ...                "Trained weights 'me/run'")
+    Example (`fetch` is e.g. `functools.partial(snapshot_download, "me/run")`; offline, as the tests run):
+        >>> cache_then_hub(lambda local_files_only: "from the cache", "Trained weights 'me/run'")
+        'from the cache'
+        >>> def not_cached(local_files_only):
+        ...     raise OSError("not in the cache")
+        >>> cache_then_hub(not_cached, "Trained weights 'me/run'")
+        Traceback (most recent call last):
+        common.core.hub_access.HubUnreachableError: Trained weights 'me/run' (not in the local cache) needs the
+        Hugging Face Hub, but offline mode is set (HF_HUB_OFFLINE=1). Pass local data ...
     """
     try:
         return fetch(local_files_only=True)

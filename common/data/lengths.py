@@ -40,11 +40,16 @@ def check_lengths_against_model(cfg: RunConfig, model_config: Any, tokenizer: An
     Upper bounds: prompt = template tokens + --max_source_length + --num_virtual_tokens; training
     sequence = prompt + --max_target_length; generation = prompt + --max_new_tokens.
 
-    Example (model with max_position_embeddings 64, template of 14 tokens):
-        >>> check_lengths_against_model(cfg, model_config, tokenizer)
+    Example (LoRA's default flags, the tiny model's tokenizer: a template of 20 tokens):
+        >>> from transformers import GPTNeoConfig
+        >>> from common.config.parsing import parse_run_config
+        >>> from common.models.tiny import build_tokenizer
+        >>> cfg, tokenizer = parse_run_config("lora", []), build_tokenizer()
+        >>> check_lengths_against_model(cfg, GPTNeoConfig(max_position_embeddings=1024), tokenizer)   # fits
+        >>> check_lengths_against_model(cfg, GPTNeoConfig(max_position_embeddings=64), tokenizer)
         Traceback (most recent call last):
-        common.core.cli.ConfigError: --max_source_length 512 + --max_target_length 128 + 14 prompt template tokens
-        = 654 positions in a training sequence, beyond the model's max_position_embeddings 64; lower
+        common.core.cli.ConfigError: --max_source_length 512 + --max_target_length 128 + 20 prompt template tokens
+        = 660 positions in a training sequence, beyond the model's max_position_embeddings 64; lower
         --max_source_length or --max_target_length
     """
     limit = position_limit(model_config)

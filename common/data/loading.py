@@ -22,12 +22,19 @@ vectorised string kernels (its whitespace trim is Python's `str.strip`, checked 
 only the id column becomes Python values, so memory grows with the text itself, not with a pandas copy
 of it (benchmarks/data_scaling.py). JSON and CSV files, whose errors name lines, are read with pandas.
 
-Example:
-    >>> splits, counts = load_splits(cfg.data)
-    >>> splits["train"].column_names
-    ['id', 'article', 'summary']
-    >>> counts["train"]
-    {'rows': 100, 'dropped_invalid': 2, 'used': 98}
+Example (a train file of three rows, one of them without a summary):
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     train = Path(tmp, "train.jsonl")
+    ...     rows = [{"id": "a", "article": "Rain fell on Paris.", "highlights": "Rain."},
+    ...             {"id": "b", "article": "The cat sat.", "highlights": ""},
+    ...             {"id": "c", "article": "Snow fell.", "highlights": "Snow."}]
+    ...     _ = train.write_text("".join(json.dumps(row) + "\\n" for row in rows))
+    ...     splits, counts = load_splits(DataArguments(train_file=str(train)), splits=("train",))
+    >>> splits["train"].column_names, list(splits["train"]["id"])
+    (['id', 'article', 'summary'], ['a', 'c'])
+    >>> {key: counts["train"][key] for key in ("rows", "dropped_invalid", "used")}
+    {'rows': 3, 'dropped_invalid': 1, 'used': 2}
 """
 
 from __future__ import annotations

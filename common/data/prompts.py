@@ -115,10 +115,11 @@ class PaddingCollator:
     Returns:
         dict of LongTensors `input_ids`, `attention_mask`, `labels`, each (batch, padded_length).
     Example:
-        >>> PaddingCollator(pad_id=-8)([{"input_ids": [1, 2, 3], "labels": [-100, 2, 3]},
-        ...                              {"input_ids": [4], "labels": [4]}])
-        {'input_ids': tensor([[1, 2, 3], [4, -8, -8]]), 'attention_mask': tensor([[1, 1, 1], [1, 0, 0]]),
-         'labels': tensor([[-100, 2, 3], [4, -100, -100]])}
+        >>> batch = PaddingCollator(pad_id=-8)([{"input_ids": [1, 2, 3], "labels": [-100, 2, 3]},
+        ...                                     {"input_ids": [4], "labels": [4]}])
+        >>> {name: (tensor.dtype, tensor.tolist()) for name, tensor in batch.items()}
+        {'input_ids': (torch.int64, [[1, 2, 3], [4, -8, -8]]), 'attention_mask': (torch.int64, [[1, 1, 1], [1, 0, 0]]),
+         'labels': (torch.int64, [[-100, 2, 3], [4, -100, -100]])}
     """
 
     pad_id: int

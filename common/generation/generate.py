@@ -1,6 +1,6 @@
 """Batched, length-sorted, KV-cached summary generation that gives the same tokens as one-at-a-time.
 
-Prompts are token-id lists (see `tokenization.build_prompts`). Each process generates its shard
+Prompts are token-id lists (see `data.prompts.build_prompts`). Each process generates its shard
 (prompt i goes to process i % world_size), rows are left-padded and sorted by length so padding
 stays small, and the shards are gathered back into prompt order, without duplicates, on every process.
 A model sharded by FSDP is the exception: every forward pass gathers parameters from all processes,
@@ -17,10 +17,21 @@ Soft prompts are handled without PEFT's prompt-tuning `generate` (wrong on trans
 drops position ids): the base model's `generate` receives, per row, `inputs_embeds = [padding; virtual
 tokens; token embeddings]` and the matching attention mask (see `prompt_after_padding`).
 
-Example:
-    >>> prompts = build_prompts(tokenizer, ["An article ..."], data_args)
-    >>> generate_summaries(model, tokenizer, prompts, GenerationArguments(max_new_tokens=60))
-    ['A summary ...']
+Example (the tests' tiny random GPT-Neo, so the summaries are noise; batched gives what one at a time gives):
+    >>> from common.config.arguments import DataArguments
+    >>> from common.data.prompts import build_prompts
+    >>> from common.models.tiny import build_tiny_model, build_tokenizer
+    >>> tokenizer = build_tokenizer()
+    >>> tokenizer.pad_token = tokenizer.eos_token          # as `models.loading.load_tokenizer` does for GPT-Neo
+    >>> model = build_tiny_model(len(tokenizer))
+    >>> articles = ["Rain fell on Paris.", "The council approved the new budget on Tuesday after a long debate."]
+    >>> prompts, gen_args = build_prompts(tokenizer, articles, DataArguments()), GenerationArguments(max_new_tokens=8)
+    >>> summaries = generate_summaries_and_stops(model, tokenizer, prompts, gen_args)
+    >>> one_at_a_time = [generate_summaries(model, tokenizer, [prompt], gen_args)[0] for prompt in prompts]
+    >>> [summary.text for summary in summaries] == one_at_a_time
+    True
+    >>> [(summary.cut, summary.tokens) for summary in summaries]      # no EOS within 8 tokens: both cut
+    [(True, 8), (True, 8)]
 """
 
 from __future__ import annotations

@@ -10,9 +10,18 @@ GPT-Neo's local-attention layers, whose window is applied by the model's mask, n
 
 Layers of other kinds (sliding-window, linear attention) keep transformers' own classes.
 
-Example:
-    >>> cache = growing_cache(model.config, reserve=128)
-    >>> model.generate(input_ids=ids, attention_mask=mask, cache=cache, max_new_tokens=128)
+Example (the tests' tiny random GPT-Neo; a 12-token prompt):
+    >>> from common.models.tiny import build_tiny_model, build_tokenizer
+    >>> tokenizer = build_tokenizer()
+    >>> model = build_tiny_model(len(tokenizer))
+    >>> ids = torch.tensor([tokenizer("Rain fell on Paris.")["input_ids"]])
+    >>> greedy = dict(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=4, do_sample=False,
+    ...               pad_token_id=tokenizer.eos_token_id)
+    >>> cache = growing_cache(model.config, reserve=4)
+    >>> torch.equal(model.generate(**greedy, cache=cache), model.generate(**greedy))    # the same tokens
+    True
+    >>> cache.get_seq_length()     # the prompt and the 3 new tokens fed back (the 4th never is)
+    15
 """
 
 from __future__ import annotations
@@ -83,10 +92,13 @@ class GrowingLayer(DynamicLayer):
 def growing_cache(config, reserve: int) -> DynamicCache:
     """A `DynamicCache` for `config` whose full-attention layers are `GrowingLayer`s with room for `reserve`.
 
-    Example:
-        >>> cache = growing_cache(model.config, reserve=96)
-        >>> [type(layer).__name__ for layer in cache.layers][:2]
+    Example (GPT-Neo's global and local layers alike; Gemma 2's sliding-window layers keep their class):
+        >>> from transformers import Gemma2Config, GPTNeoConfig
+        >>> neo = GPTNeoConfig(num_layers=2, attention_types=[[["global", "local"], 1]])
+        >>> [type(layer).__name__ for layer in growing_cache(neo, reserve=96).layers]
         ['GrowingLayer', 'GrowingLayer']
+        >>> [type(layer).__name__ for layer in growing_cache(Gemma2Config(num_hidden_layers=2), reserve=96).layers]
+        ['DynamicSlidingWindowLayer', 'GrowingLayer']
     """
     cache = DynamicCache(config=config)
     cache.layers = [GrowingLayer(reserve) if type(layer) is DynamicLayer else layer for layer in cache.layers]

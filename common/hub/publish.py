@@ -9,10 +9,12 @@ The upload folder is written locally first (`OUTPUT_DIR/hub_upload/`), so it can
 or without, an upload; `push_folder` then sends exactly that folder. Nothing in it names a local
 absolute path or the machine, and no token is ever written (see `public_payload`).
 
-Example:
-    >>> folder = prepare_hub_folder(Path("runs/lora"), run_payload, "me/gpt-neo-lora-cnndm")
-    >>> sorted(p.name for p in folder.iterdir())
-    ['README.md', 'adapter_config.json', 'adapter_model.safetensors', 'run.json']
+Usage (not run as a doctest: it needs a finished run's folder and its run.json; tests/test_resume_export_hub.py
+prepares and pushes real runs to the test Hub):
+
+    folder = prepare_hub_folder(Path("runs/lora"), read_run_json(Path("runs/lora/run.json")), "me/gpt-neo-lora-cnndm")
+    sorted(p.name for p in folder.iterdir())
+    # ['README.md', 'adapter_config.json', 'adapter_model.safetensors', 'run.json']
 """
 
 from __future__ import annotations

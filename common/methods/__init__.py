@@ -4,10 +4,11 @@ Importing this package registers the built-in methods: lora, soft_prompt, finetu
 one module like `lora.py` (argument dataclass, builder, `register(Method(...))`), imported below, and
 its `train_<name>.py` script; see docs/architecture.md.
 
-Example:
-    >>> model = build_method("lora", base_model, LoraArguments(r=4), model_args)
-    >>> count_parameters(model).trainable < count_parameters(model).total
-    True
+Example (the tests' tiny random GPT-Neo; `model_args`, the parsed ModelArguments, only soft prompts read):
+    >>> from common.models.tiny import build_tiny_model, build_tokenizer
+    >>> model = build_method("lora", build_tiny_model(len(build_tokenizer())), LoraArguments(r=4), model_args=None)
+    >>> count_parameters(model)          # the rank-4 adapters on every linear layer but the LM head
+    ParameterCounts(trainable=9216, total=207232, tied_lm_head=False)
 """
 
 from .base import (ParameterCounts, count_parameters, final_norm, lm_head_is_tied, load_trained, num_virtual_tokens,

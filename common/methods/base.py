@@ -1,9 +1,14 @@
 """What every method shares: honest parameter counts, the model's blocks, saving and loading what was trained.
 
-Example:
-    >>> counts = count_parameters(model)
-    >>> counts.trainable < counts.total, counts.tied_lm_head
-    (True, False)
+Example (the tests' tiny random GPT-Neo, whose LM head is tied to the input embeddings):
+    >>> from common.models.tiny import build_tiny_model, build_tokenizer
+    >>> model = build_tiny_model(len(build_tokenizer()))
+    >>> count_parameters(model)          # the tied head and embeddings counted once, and trainable
+    ParameterCounts(trainable=198016, total=198016, tied_lm_head=True)
+    >>> _ = model.requires_grad_(False)
+    >>> _ = transformer_blocks(model)[-1].requires_grad_(True)     # the last block alone
+    >>> count_parameters(model), f"{count_parameters(model).trainable_percent:.1f}%"
+    (ParameterCounts(trainable=49792, total=198016, tied_lm_head=False), '25.1%')
 """
 
 from __future__ import annotations

@@ -4,8 +4,16 @@ On models that tie the LM head to the input embeddings (GPT-Neo) training the he
 embedding matrix; run.json records that as `tied_lm_head`. Saved as the trained tensors alone
 (`trained_params.safetensors`), loaded back into a fresh base model.
 
-Example:
-    >>> model = get_method("finetune").build(base_model, FinetuneArguments(num_trainable_layers=1), model_args)
+Example (the tests' tiny random GPT-Neo, 2 blocks, LM head tied to the embeddings):
+    >>> from common.methods import count_parameters, get_method
+    >>> from common.models.tiny import build_tiny_model, build_tokenizer
+    >>> vocab = len(build_tokenizer())
+    >>> model = get_method("finetune").build(build_tiny_model(vocab), FinetuneArguments(num_trainable_layers=1), None)
+    >>> count_parameters(model)          # the last block and the final norm
+    ParameterCounts(trainable=49920, total=198016, tied_lm_head=False)
+    >>> head_only = FinetuneArguments(num_trainable_layers=0, train_lm_head=True)
+    >>> count_parameters(get_method("finetune").build(build_tiny_model(vocab), head_only, None))  # the embeddings
+    ParameterCounts(trainable=32768, total=198016, tied_lm_head=True)
 """
 
 from __future__ import annotations

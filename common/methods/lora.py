@@ -1,7 +1,13 @@
 """LoRA: rank-r adapters on the chosen linear layers (PEFT LoraConfig); the base model stays frozen.
 
-Example:
-    >>> model = get_method("lora").build(base_model, LoraArguments(r=4), model_args)
+Example (the tests' tiny random GPT-Neo):
+    >>> from common.methods import count_parameters, get_method
+    >>> from common.models.tiny import build_tiny_model, build_tokenizer
+    >>> model = get_method("lora").build(build_tiny_model(len(build_tokenizer())), LoraArguments(r=4), None)
+    >>> count_parameters(model)
+    ParameterCounts(trainable=9216, total=207232, tied_lm_head=False)
+    >>> sorted({name.split(".")[-2] for name, _ in model.named_modules() if name.endswith("lora_A")})
+    ['c_fc', 'c_proj', 'k_proj', 'out_proj', 'q_proj', 'v_proj']
 """
 
 from __future__ import annotations

@@ -1,9 +1,21 @@
 """LoRA merged into the base weights: a copy to generate with (fewer matmuls per step) and to export.
 
-Example:
-    >>> merged = merged_for_generation(lora_model)        # a plain transformers model; lora_model unchanged
-    >>> export_merged(merged, tokenizer, "runs/lora/merged")
-    PosixPath('runs/lora/merged')
+Example (LoRA on the tests' tiny random GPT-Neo, its B matrices made non-zero as training makes them):
+    >>> import tempfile
+    >>> import torch
+    >>> from common.methods import LoraArguments, get_method
+    >>> from common.models.tiny import build_tiny_model, build_tokenizer
+    >>> tokenizer = build_tokenizer()
+    >>> lora_model = get_method("lora").build(build_tiny_model(len(tokenizer)), LoraArguments(r=4), None)
+    >>> _ = [torch.nn.init.normal_(p, std=0.02) for name, p in lora_model.named_parameters() if "lora_B" in name]
+    >>> merged = merged_for_generation(lora_model)         # a plain transformers model; lora_model unchanged
+    >>> ids = torch.tensor([[5, 6, 7]])
+    >>> type(merged).__name__, type(lora_model).__name__, torch.allclose(merged(ids).logits, lora_model(ids).logits,
+    ...                                                                  atol=1e-5)
+    ('GPTNeoForCausalLM', 'PeftModelForCausalLM', True)
+    >>> with tempfile.TemporaryDirectory() as tmp:         # runs/lora/merged with --merge_and_export
+    ...     sorted(p.name for p in export_merged(merged, tokenizer, tmp).iterdir())
+    ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']
 """
 
 from __future__ import annotations

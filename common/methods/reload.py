@@ -1,10 +1,10 @@
 """Trained weights put back on a base model, from a run's `adapter/` folder or a pushed Hub repo, with the
 fields of the training run's run.json that a generation-only run carries over.
 
-Example:
-    >>> model, carried = load_for_generation(base, "runs/lora/adapter")   # or a pushed repo id
-    >>> carried["method"]
-    'lora'
+Usage (a run's adapter folder, or a pushed repo id; `load_for_generation` has an example that runs):
+
+    model, carried = load_for_generation(base, "runs/lora/adapter")
+    carried["method"]      # 'lora', with the training run's parameter counts and costs
 """
 
 from __future__ import annotations
@@ -33,10 +33,21 @@ def load_for_generation(base_model, trained_path: str) -> tuple[torch.nn.Module,
     `trained_path` is a run's `adapter/` folder (run.json is read from the folder above it) or the Hub
     id of a pushed run (`--push_to_hub`), whose run.json sits beside the weights.
 
-    Example:
-        >>> model, carried = load_for_generation(base, "runs/lora/adapter")
-        >>> carried["method"], carried["trained_path"]
-        ('lora', 'runs/lora/adapter')
+    Example (a LoRA run on the tests' tiny random GPT-Neo, saved in a temporary folder):
+        >>> import tempfile
+        >>> from common.core.atomic import write_json
+        >>> from common.methods import LoraArguments, count_parameters, get_method, save_trained
+        >>> from common.models.tiny import build_tiny_model, build_tokenizer
+        >>> vocab = len(build_tokenizer())
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     trained = get_method("lora").build(build_tiny_model(vocab), LoraArguments(r=4), None)
+        ...     adapter = str(save_trained(trained, Path(tmp, "lora", "adapter"), "lora", "tiny"))
+        ...     write_json(Path(tmp, "lora", RUN_FILE), {"method": "lora", "trainable": 9216, "seed": 0})
+        ...     model, carried = load_for_generation(build_tiny_model(vocab), adapter)
+        >>> carried == {"method": "lora", "trainable": 9216, "trained_path": adapter}     # no "seed": not carried
+        True
+        >>> count_parameters(model)
+        ParameterCounts(trainable=0, total=207232, tied_lm_head=False)
     """
     folder = resolve_trained_path(trained_path)
     model = load_trained(base_model, folder)

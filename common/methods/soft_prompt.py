@@ -8,9 +8,20 @@ small models, Liu et al. 2021); the adapter saves that output, so a P-tuning ada
 generates exactly like a prompt-tuning one, with no encoder. Checkpoints also keep the encoder
 (`prompt_encoder.safetensors`, common/training/trainer.py), so a run resumes where it stopped.
 
-Example:
-    >>> model = get_method("soft_prompt").build(base_model, SoftPromptArguments(num_virtual_tokens=8), model_args)
-    >>> p_tuned = get_method("soft_prompt").build(base_model, SoftPromptArguments(prompt_encoder="mlp"), model_args)
+Example (the tests' tiny random GPT-Neo, hidden size 64, in a temporary folder: the text start reads its
+tokenizer from `model_args`):
+    >>> import tempfile
+    >>> from transformers import AutoModelForCausalLM
+    >>> from common.config.arguments import ModelArguments
+    >>> from common.methods import count_parameters, get_method
+    >>> from common.models.tiny import write_tiny_model
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     model_args = ModelArguments(model_name_or_path=str(write_tiny_model(tmp + "/tiny")))
+    ...     base, other_base = (AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path) for _ in "ab")
+    ...     model = get_method("soft_prompt").build(base, SoftPromptArguments(num_virtual_tokens=8), model_args)
+    ...     p_tuned = get_method("soft_prompt").build(other_base, SoftPromptArguments(prompt_encoder="mlp"), model_args)
+    >>> model.active_peft_config.peft_type.value, count_parameters(model).trainable    # 8 x 64
+    ('PROMPT_TUNING', 512)
     >>> p_tuned.active_peft_config.peft_type.value
     'P_TUNING'
 """

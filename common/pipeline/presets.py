@@ -4,9 +4,10 @@ A run whose `run.json` already holds the same resolved configuration is reused, 
 re-scores; a finished run with another configuration (or `force`) is replaced once the new one is complete.
 Used by the demo, `benchmarks/quality_run.py` and `benchmarks/tune_on_dev.py`.
 
-Example:
-    >>> cfg = run_preset("lora", Path("configs/demo/lora.yaml"), model_path, force=False, label="[1/4] lora")
-    [1/4] lora: running (runs/demo/lora)
+Usage (not run as a doctest: it trains in a subprocess):
+
+    cfg = run_preset("lora", Path("configs/demo/lora.yaml"), model_path, force=False, label="[1/4] lora")
+    # prints "[1/4] lora: running (runs/demo/lora)", or "... finished run found in runs/demo/lora, reused"
 """
 
 from __future__ import annotations

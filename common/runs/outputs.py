@@ -2,14 +2,17 @@
 
 Writing: `write_predictions_csv` (the `id` column plus the classic `Article`, `Actual Summary`,
 `Predicted Summary`), and what run.json records about the machine (`package_versions`, `peak_memory`);
-both files go through `files.atomic_write`. Reading: the predictions CSV in either layout (ours, or the
+both files go through `core.atomic.atomic_write`. Reading: the predictions CSV in either layout (ours, or the
 classic one with only `Predicted Summary` and `Actual Summary`, aligned by row order), run.json with every
 field the report reads checked, and the run folders under a folder at any depth. Errors name the file.
 
-Example:
-    >>> write_predictions_csv("runs/lora/predictions_test.csv", ["id-1"], ["An article"], ["Ref."], ["Pred."])
-    >>> read_predictions_csv("runs/lora/predictions_test.csv").columns.tolist()
-    ['id', 'Article', 'Actual Summary', 'Predicted Summary']
+Example (in a temporary folder instead of runs/lora):
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = Path(tmp, "lora", PREDICTIONS_FILE)
+    ...     write_predictions_csv(path, ["id-1"], ["An article"], ["Ref."], ["Pred."], stopped=["eos"])
+    ...     read_predictions_csv(path).values.tolist()
+    [['id-1', 'An article', 'Ref.', 'Pred.', 'eos']]
 """
 
 from __future__ import annotations
@@ -100,7 +103,7 @@ def read_predictions_csv(path: str | Path) -> pd.DataFrame:
     Example:
         >>> read_predictions_csv("missing.csv")
         Traceback (most recent call last):
-        InputError: missing.csv: file not found
+        common.runs.outputs.InputError: missing.csv: file not found
     """
     path = Path(path)
     if not path.is_file():
@@ -141,9 +144,21 @@ def csv_ids(frame: pd.DataFrame, path: str | Path) -> list[str] | None:
 def read_run_json(path: str | Path) -> dict:
     """run.json as a dict, with the file named in any error.
 
-    Example:
-        >>> read_run_json("runs/lora/run.json")["method"]
+    Example (in a temporary folder instead of runs/lora):
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> _ = Path(tmp.name, RUN_FILE).write_text('{"method": "lora"}')
+        >>> read_run_json(Path(tmp.name, RUN_FILE))["method"]
         'lora'
+        >>> _ = Path(tmp.name, "list.json").write_text("[1, 2]")
+        >>> read_run_json(Path(tmp.name, "list.json"))
+        Traceback (most recent call last):
+        common.runs.outputs.InputError: /.../list.json: expected a JSON object, got list
+        >>> tmp.cleanup()
+        >>> read_run_json("runs/nowhere/run.json")
+        Traceback (most recent call last):
+        common.runs.outputs.InputError: runs/nowhere/run.json: file not found (each run folder needs its run.json; pass
+        the CSV path itself to score predictions without costs)
     """
     path = Path(path)
     if not path.is_file():
@@ -215,9 +230,15 @@ def discover_run_dirs(runs_dir: str | Path, output_dir: str | Path) -> list[Path
     `checkpoint-*` are the run's own files, so a run saved inside another run's folder is not found
     (pass it as an input). `runs_dir` itself is never a run. Symlinked folders are followed once.
 
-    Example:
-        >>> discover_run_dirs("runs", "runs/comparison")
-        [PosixPath('runs/gpt-neo-125m/lora'), PosixPath('runs/gpt-neo-125m/zero_shot'), PosixPath('runs/lora')]
+    Example (a runs/ tree in a temporary folder; every folder listed holds a predictions_test.csv):
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as runs:
+        ...     for folder in ("gpt-neo-125m/lora", "gpt-neo-125m/zero_shot", "lora", "lora/checkpoint-10",
+        ...                    "comparison/old", ".hidden"):
+        ...         Path(runs, folder).mkdir(parents=True)
+        ...         Path(runs, folder, PREDICTIONS_FILE).touch()
+        ...     [run_name(path, runs) for path in discover_run_dirs(runs, Path(runs, "comparison"))]
+        ['gpt-neo-125m/lora', 'gpt-neo-125m/zero_shot', 'lora']
     """
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():

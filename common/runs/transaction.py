@@ -13,10 +13,21 @@ into `OUTPUT_DIR/.staging/` and then commits them:
 previous complete results or the new ones, never a mix; checkpoints (`checkpoint-*/`, written by the
 Trainer) are left alone. Every writer calls `recover` first; so does `finished_run`.
 
-Example:
-    >>> staging = begin(Path("runs/lora"))              # .staging/, empty
-    >>> ... write staging/"adapter", staging/"predictions_test.csv", staging/"run.json" ...
-    >>> commit(Path("runs/lora"))                        # the three appear together
+Example (a run replacing an earlier one, in a temporary folder instead of runs/lora):
+    >>> import tempfile
+    >>> from common.core.atomic import write_json
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     run_dir = Path(tmp, "lora")
+    ...     write_json(run_dir / RUN_FILE, {"method": "lora", "seed": 1})        # the earlier run
+    ...     staging = begin(run_dir)                                            # .staging/, empty
+    ...     (staging / ADAPTER_DIR).mkdir()
+    ...     (staging / PREDICTIONS_FILE).touch()
+    ...     write_json(staging / RUN_FILE, {"method": "lora", "seed": 2})
+    ...     json.loads((run_dir / RUN_FILE).read_text())["seed"]                # still the earlier run's
+    ...     commit(run_dir)                                                     # the three appear together
+    ...     sorted(p.name for p in run_dir.iterdir()), finished_run(run_dir)["seed"]
+    1
+    (['adapter', 'predictions_test.csv', 'run.json'], 2)
 """
 
 from __future__ import annotations

@@ -113,12 +113,20 @@ def calculate_rouge_from_csv(path) -> dict[str, float]:
 
     Prints `ROUGE-1: x, ROUGE-2: y, ROUGE-L: z` (2 decimals) and returns all four means.
 
-    Example:
-        >>> calculate_rouge_from_csv("runs/lora/predictions_test.csv")["rouge1"]
-        ROUGE-1: 41.20, ROUGE-2: 18.35, ROUGE-L: 28.91
-        41.2
+    Example (a classic CSV in a temporary folder):
+        >>> import os
+        >>> import tempfile
+        >>> import pandas as pd
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = os.path.join(tmp, "predictions.csv")
+        ...     pd.DataFrame({"Predicted Summary": ["The cat sat on a mat."],
+        ...                   "Actual Summary": ["The cat sat on the mat."]}).to_csv(path, index=False)
+        ...     scores = calculate_rouge_from_csv(path)
+        ROUGE-1: 83.33, ROUGE-2: 60.00, ROUGE-L: 83.33
+        >>> sorted(scores)
+        ['rouge1', 'rouge2', 'rougeL', 'rougeLsum']
     """
-    from ..runs.outputs import read_predictions_csv, text_column  # local: run_files imports torch, this module does not
+    from ..runs.outputs import read_predictions_csv, text_column  # local: runs.outputs imports torch; this does not
 
     frame = read_predictions_csv(path)
     scores = rouge_scores(text_column(frame, "Predicted Summary"), text_column(frame, "Actual Summary"))

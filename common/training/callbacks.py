@@ -15,12 +15,13 @@ seconds spent in training steps alone (evaluation and generation excluded). Ever
 `CostClock` splits a run's time into training (optimizer steps only) and evaluation (validation loss,
 the curve's generations); the Trainer registers it and the callback reads its training seconds.
 
-Example:
-    >>> callback = GenerateAndScoreCallback(tokenizer, prompts, references, GenerationArguments(), articles)
-    >>> trainer.add_callback(callback)
-    >>> trainer.train()
-    >>> learning_curve(trainer.state.log_history)["points"][0]["step"]
-    0
+Usage (what `training.trainer.build_trainer` does; `tests/test_learning_curve.py` runs it on the tiny model):
+
+    callback = GenerateAndScoreCallback(tokenizer, prompts, references, GenerationArguments(), trainer.clock,
+                                        articles=articles, report=trainer.report)
+    trainer.add_callback(callback)
+    trainer.train()
+    learning_curve(trainer.state.log_history)["points"][0]["step"]      # 0: the starting model
 """
 
 from __future__ import annotations

@@ -9,11 +9,11 @@
 - `resolve_checkpoint`: `--resume_from_checkpoint last` picks the newest complete checkpoint.
 - `train_model`: train or resume; a checkpoint at the end of training is loaded, not trained again.
 
-Example:
-    >>> trainer = build_trainer(cfg, model, tokenizer, splits)
-    >>> stats = train_model(trainer, cfg)
-    >>> stats["train_steps"], stats["resumes"]
-    (12, 0)
+Usage (the `train` step of `pipeline.steps`; `tests/test_resume.py` runs it, killed and resumed):
+
+    trainer = build_trainer(cfg, model, tokenizer, splits)
+    costs = train_model(trainer, checkpoint=None)        # or a checkpoint folder to resume from
+    costs["train_steps"], costs["resumes"], costs["train_time_s"], costs["eval_time_s"]
 """
 
 from __future__ import annotations
