@@ -131,41 +131,49 @@ def profile_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """The lines of a Markdown table: the header, its rule and one line per row of cells.
+
+    Example:
+        >>> markdown_table(["a", "b"], [["1", "2"]])
+        ['| a | b |', '|---|---|', '| 1 | 2 |']
+    """
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(row) + " |"
+                                                                             for row in rows]
+
+
 def data_scaling_table(result: dict) -> str:
     """benchmarks/data_scaling.py: load and tokenize time and the data's memory against rows."""
-    lines = ["| rows | file | tokens | load | tokenize | total | peak RSS after load | data memory (peak RSS - baseline) "
-             "| growth rows / time / memory |", "|---|---|---|---|---|---|---|---|---|"]
-    for row in result["measurements"]:
-        growth = row["growth"]
-        lines.append(f"| {row['rows']:,} | {row['file_mib']:.1f} MiB | {row['tokens'] / 1e6:.1f}M | {row['load_s']:.1f} s "
-                     f"| {row['tokenize_s']:.1f} s | {row['total_s']:.1f} s | {row['peak_after_load_mib']:,.0f} MiB "
-                     f"| {row['data_memory_mib']:,.0f} MiB | {growth['rows']:.1f}x / {growth['total_s']:.1f}x / "
-                     f"{growth['data_memory']:.1f}x |")
-    return "\n".join(lines)
+    header = ["rows", "file", "tokens", "load", "tokenize", "total", "peak RSS after load",
+              "data memory (peak RSS - baseline)", "growth rows / time / memory"]
+    rows = [[f"{row['rows']:,}", f"{row['file_mib']:.1f} MiB", f"{row['tokens'] / 1e6:.1f}M", f"{row['load_s']:.1f} s",
+             f"{row['tokenize_s']:.1f} s", f"{row['total_s']:.1f} s", f"{row['peak_after_load_mib']:,.0f} MiB",
+             f"{row['data_memory_mib']:,.0f} MiB",
+             f"{row['growth']['rows']:.1f}x / {row['growth']['total_s']:.1f}x / {row['growth']['data_memory']:.1f}x"]
+            for row in result["measurements"]]
+    return "\n".join(markdown_table(header, rows))
 
 
 def length_scaling_table(result: dict) -> str:
     """benchmarks/length_scaling.py: cost per example against article length, per method."""
-    lines = ["| method | article tokens | train s/example | train tok/s | train peak MiB | gen s/summary | gen tok/s "
-             "| growth: length / train / gen |", "|---|---|---|---|---|---|---|---|"]
-    for name, rows in result["methods"].items():
-        for row in rows:
-            growth = row["growth"]
-            lines.append(f"| {name} | {row['article_tokens']} | {row['train_s_per_example']:.2f} | "
-                         f"{row['train_tokens_per_s']:.0f} | {row['train_peak_memory_mib']:,.0f} | "
-                         f"{row['gen_s_per_example']:.2f} | {row['gen_tokens_per_s']:.1f} | {growth['article_tokens']:g}x / "
-                         f"{growth['train_s_per_example']:.2f}x / {growth['gen_s_per_example']:.2f}x |")
-    return "\n".join(lines)
+    header = ["method", "article tokens", "train s/example", "train tok/s", "train peak MiB", "gen s/summary",
+              "gen tok/s", "growth: length / train / gen"]
+    rows = [[name, f"{row['article_tokens']}", f"{row['train_s_per_example']:.2f}", f"{row['train_tokens_per_s']:.0f}",
+             f"{row['train_peak_memory_mib']:,.0f}", f"{row['gen_s_per_example']:.2f}", f"{row['gen_tokens_per_s']:.1f}",
+             f"{row['growth']['article_tokens']:g}x / {row['growth']['train_s_per_example']:.2f}x / "
+             f"{row['growth']['gen_s_per_example']:.2f}x"]
+            for name, method_rows in result["methods"].items() for row in method_rows]
+    return "\n".join(markdown_table(header, rows))
 
 
 def generation_curve_table(result: dict) -> str:
     """benchmarks/generation_curve.py: generation speed against the batch size."""
-    lines = [f"{result['prompts']} prompts ({result['mean_prompt_tokens']:.0f} tokens on average) x "
-             f"{result['max_new_tokens']} new tokens, {result['model']}.", "",
-             "| batch | tokens/s | seconds | prefill s | decode s | prefill padding |", "|---|---|---|---|---|---|"]
-    lines += [f"| {row['batch_size']} | {row['tokens_per_s']:.1f} | {row['seconds']:.1f} | {row['prefill_seconds']:.1f} "
-              f"| {row['decode_seconds']:.1f} | {row['prefill_padding_share']:.1%} |" for row in result["rows"]]
-    return "\n".join(lines)
+    header = ["batch", "tokens/s", "seconds", "prefill s", "decode s", "prefill padding"]
+    rows = [[f"{row['batch_size']}", f"{row['tokens_per_s']:.1f}", f"{row['seconds']:.1f}",
+             f"{row['prefill_seconds']:.1f}", f"{row['decode_seconds']:.1f}", f"{row['prefill_padding_share']:.1%}"]
+            for row in result["rows"]]
+    return "\n".join([f"{result['prompts']} prompts ({result['mean_prompt_tokens']:.0f} tokens on average) x "
+                      f"{result['max_new_tokens']} new tokens, {result['model']}.", "", *markdown_table(header, rows)])
 
 
 RENDERERS: dict[str, Callable[..., str]] = {
