@@ -24,6 +24,7 @@ import platform
 import resource
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
