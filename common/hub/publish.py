@@ -1,11 +1,8 @@
-"""Everything that talks to the Hugging Face Hub: whether it can be reached, and what is uploaded.
+"""A finished run on the Hugging Face Hub: the upload folder, its model card and the push (downloads and whether
+the Hub can be reached are `core.hub_access`'s).
 
-Reachability goes through `huggingface_hub` itself, so `HF_ENDPOINT` (a mirror), `HTTPS_PROXY` and
-`HF_HUB_OFFLINE` mean what they mean to `from_pretrained` and `load_dataset`. Callers try the local
-cache first and ask `require_hub` only when the cache cannot serve, which answers within seconds
-instead of the client's own retries (about 25 s per file).
-
-The upload folder is written locally first (`OUTPUT_DIR/hub_upload/`), so it can be inspected before,
+The card's metadata names the base model and the dataset and carries the test ROUGE as `model-index` results
+with the split and the decoding, so the Hub page shows the scores. The upload folder is written locally first (`OUTPUT_DIR/hub_upload/`), so it can be inspected before,
 or without, an upload; `push_folder` then sends exactly that folder. Nothing in it names a local
 absolute path or the machine, and no token is ever written (see `public_payload`).
 
