@@ -179,8 +179,6 @@ class SummarizationTrainingArguments(TrainingArguments):
 
 
 GENERATION_ONLY = "zero_shot"  # generation without training: the base model, or a trained run's weights
-
-
 GENERATION_DEFAULTS: dict[str, Any] = {"output_dir": "runs/zero_shot", "eval_strategy": "no", "save_strategy": "no"}
 
 

@@ -6,8 +6,8 @@ derived value computes it from the config instead.
 
 Every user mistake (a flag or YAML value of the wrong type or out of range, a setting that trains
 nothing, a missing file) is a `ConfigError` raised here, before any model or data loads; its message
-names the flag, the value and what is accepted. `check_lengths_against_model` adds the checks that
-need the model's config (sequence lengths against its position limit).
+names the flag, the value and what is accepted. The checks that need the model's config come once it is
+read: `check_precision_against_model` here, the sequence lengths in `data.lengths`.
 
 Example:
     >>> cfg = parse_run_config("lora", ["--config", "configs/tiny/lora.yaml", "--num_train_epochs", "1"])
@@ -270,10 +270,11 @@ def check_precision_against_model(cfg: RunConfig, model_config: Any) -> None:
         >>> check_precision_against_model(parse_run_config("lora", ["--fp16", "true", "--fast_kernels", "false"]),
         ...                               GPTNeoConfig())
         Traceback (most recent call last):
-        common.core.cli.ConfigError: --fp16 with --fast_kernels false: GPT-Neo's own attention overflows fp16 (unscaled scores, NaN loss); keep --fast_kernels true or use --bf16 true
+        common.core.cli.ConfigError: --fp16 with --fast_kernels false: GPT-Neo's own attention overflows fp16 ...
     """
     own_attention = not cfg.model.fast_kernels and cfg.model.attn_implementation in (None, "eager")
-    if own_attention and cfg.training.mixed_precision == "fp16" and getattr(model_config, "model_type", "") == "gpt_neo":
+    gpt_neo = getattr(model_config, "model_type", "") == "gpt_neo"
+    if own_attention and gpt_neo and cfg.training.mixed_precision == "fp16":
         raise ConfigError("--fp16 with --fast_kernels false: GPT-Neo's own attention overflows fp16 (unscaled scores, "
                           "NaN loss); keep --fast_kernels true or use --bf16 true")
 

@@ -63,6 +63,7 @@ class Summary(NamedTuple):
 
 PRECISIONS = {"no": ("fp32", None), "bf16": ("bf16-autocast", torch.bfloat16),
               "fp16": ("fp16-autocast", torch.float16)}  # keyed by TrainingArguments.mixed_precision
+AUTOCAST_DTYPES = dict(PRECISIONS.values())  # precision name -> autocast dtype (None: autocast off)
 
 
 def generation_precision(mixed_precision: str) -> str:
@@ -91,10 +92,9 @@ def precision_context(precision: str, device: torch.device):
         tensor([[2., 2.],
                 [2., 2.]], dtype=torch.bfloat16)
     """
-    dtype = {name: dtype for name, dtype in PRECISIONS.values()}.get(precision, "unknown")
-    if dtype == "unknown":
-        raise ValueError(f"generation precision {precision!r}: expected one of "
-                         f"{', '.join(name for name, _ in PRECISIONS.values())}")
+    if precision not in AUTOCAST_DTYPES:
+        raise ValueError(f"generation precision {precision!r}: expected one of {', '.join(AUTOCAST_DTYPES)}")
+    dtype = AUTOCAST_DTYPES[precision]
     if dtype is None:
         with torch.autocast(device.type, enabled=False):
             yield

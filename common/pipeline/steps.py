@@ -10,7 +10,7 @@
 
 `run_method(cfg)` runs them for any registered method; `common.predict` is the generation-only path
 (no training: the base model, or a trained run's weights). Results are written as one transaction
-(`run_folder`): adapter, predictions and run.json appear together or not at all.
+(`runs.transaction`): adapter, predictions and run.json appear together or not at all.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ from ..methods.merge import export_merged, merged_for_generation
 from ..models.loading import from_pretrained_or_explain, load_base_model, load_tokenizer
 from ..runs import transaction
 from ..runs.outputs import PREDICTIONS_FILE, RUN_FILE, STOPPED, package_versions, peak_memory, write_predictions_csv
-from ..runs.transaction import ADAPTER_DIR
 from ..scoring.rouge import mean_words, rouge_scores
 from ..training.trainer import build_trainer, resolve_checkpoint, train_model
 
@@ -113,10 +112,11 @@ def train(cfg: RunConfig, run: Run, model, tokenizer, splits):
     # FSDP: gathering the sharded weights is collective, so every process takes part.
     full_state = trainer.accelerator.get_state_dict(trainer.model) if trainer.is_fsdp_enabled else None
     if state.is_main_process:
-        save_trained(model, run.staging / ADAPTER_DIR, cfg.method_name, cfg.model.model_name_or_path, full_state)
+        save_trained(model, run.staging / transaction.ADAPTER_DIR, cfg.method_name, cfg.model.model_name_or_path,
+                     full_state)
     state.wait_for_everyone()
     if trainer.is_fsdp_enabled:  # sharded weights can be neither deep-copied (merge) nor run by one process
-        model = load_trained(load_base_model(cfg.model), run.staging / ADAPTER_DIR).to(state.device)
+        model = load_trained(load_base_model(cfg.model), run.staging / transaction.ADAPTER_DIR).to(state.device)
     return model, costs
 
 
@@ -138,7 +138,7 @@ def predict_and_commit(cfg: RunConfig, run: Run, model, tokenizer, splits, count
                                 carried)
         transaction.commit(run.out_dir)
         print(f"Results written to {run.out_dir.resolve()}: {PREDICTIONS_FILE}, {RUN_FILE}"
-              + (f", {ADAPTER_DIR}/" if trains(cfg.method_name) else ""), flush=True)
+              + (f", {transaction.ADAPTER_DIR}/" if trains(cfg.method_name) else ""), flush=True)
     state.wait_for_everyone()
     return summary
 
@@ -214,7 +214,7 @@ def write_results(folder: Path, cfg: RunConfig, test_split, summaries: list[Summ
         **gen_stats,
         "peak_memory": memory,
         "world_size": PartialState().num_processes,
-        "saved_size_bytes": folder_size_bytes(folder / ADAPTER_DIR),
+        "saved_size_bytes": folder_size_bytes(folder / transaction.ADAPTER_DIR),
         "test_rouge": test_rouge,
         "test_mean_words": {"predicted": round(mean_words(predictions), 2),
                             "reference": round(mean_words(references), 2)},
