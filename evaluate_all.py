@@ -11,11 +11,16 @@ predictions_test.csv is a run (e.g. runs/gpt-neo-125m/lora/), named by its path 
 hub_upload/, checkpoint-*) are not searched. Inputs given on the command line are named by their
 folder (or CSV) name, with -2, -3, ... on repeats. An input named lead3 is listed as `lead3 (run)`.
 
-Writes OUTPUT_DIR/comparison.{md,csv,json}, examples.md and two PNG plots, and prints the ranked
-table; when a run.json holds a `learning_curve` (trained with --eval_strategy steps and
---num_eval_generate K), also learning_curves.png: dev ROUGE-Lsum against examples seen and training
-time. A bad input is skipped with its reason; with no valid input left the script exits with an error
-(exit 1); a bad flag, or no input and no run under --runs_dir, is a usage error (exit 2).
+Writes OUTPUT_DIR/comparison.{md,csv,json}, examples.md and three PNG plots (ROUGE-Lsum against
+trainable parameters, against training time, and pareto.png with the Pareto front of both), and prints the
+ranked table with a recommendation paragraph written from the numbers (common/comparison/recommendation.py:
+best quality, best within 1% of the parameters, cheapest not significantly worse than the best); also
+OUTPUT_DIR/peft_results/<name>.json, each trained run in the field names of PEFT's method comparison
+(common/comparison/peft_results.py has the mapping). When a run.json holds a `learning_curve` (trained
+with --eval_strategy steps and --num_eval_generate K), also learning_curves.png: dev ROUGE-Lsum against
+examples seen and training time. A bad input is skipped with its reason; with no valid input left the
+script exits with an error (exit 1); a bad flag, or no input and no run under --runs_dir, is a usage error
+(exit 2).
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from common.comparison.plots import write_learning_curves, write_plots
+from common.comparison.peft_results import PEFT_RESULTS_DIR, write_peft_results
+from common.comparison.plots import write_learning_curves, write_pareto_plot, write_plots
+from common.comparison.recommendation import describe_test_set, recommend
 from common.comparison.report import system_rows, write_reports
 from common.comparison.systems import add_lead3, align_systems, compare, load_systems
 from common.core.atomic import atomic_write_text
@@ -78,8 +85,11 @@ def main(argv: list[str] | None = None):
         systems, lead3_skipped = add_lead3(systems, keys)
         skipped += [lead3_skipped] if lead3_skipped else []
     result = compare(systems, keys, args.bootstrap_samples, args.seed)
-    markdown = write_reports(result, skipped, args.output_dir, args.num_examples_md)
-    plots = [path.name for path in write_plots(system_rows(result), args.output_dir)]
+    rows, test_set = system_rows(result), describe_test_set(result)
+    recommendation = recommend(rows, result.pairs, len(result.keys), test_set)
+    markdown = write_reports(result, skipped, args.output_dir, args.num_examples_md, recommendation)
+    plots = [path.name for path in (*write_plots(rows, args.output_dir), write_pareto_plot(rows, args.output_dir))]
+    peft_files = write_peft_results(result, args.output_dir, test_set)
     curves = write_learning_curves(run_curves(result), args.output_dir)
     if curves:
         markdown += (f"\n## Learning curves\n\n`{curves.name}`: dev ROUGE-Lsum during training against the "
@@ -87,6 +97,7 @@ def main(argv: list[str] | None = None):
         atomic_write_text(curves.parent / "comparison.md", markdown)  # report.py's text, plus this section
         plots.append(curves.name)
     print(markdown, flush=True)
+    print(f"Wrote {len(peft_files)} run(s) in PEFT's method-comparison format to {args.output_dir}/{PEFT_RESULTS_DIR}/")
     print(f"Wrote comparison.md, comparison.csv, comparison.json, examples.md, {', '.join(plots)} "
           f"to {args.output_dir}/")
     return result

@@ -1,5 +1,6 @@
 """ROUGE-Lsum against a cost (trainable parameters, training time): one labelled point per trained
-system with its 95% CI, baselines as horizontal lines. Learning curves: dev ROUGE-Lsum during training
+system with its 95% CI, baselines as horizontal lines; pareto.png draws both costs side by side and marks the
+Pareto front (`recommendation.pareto_front`). Learning curves: dev ROUGE-Lsum during training
 from each run.json's `learning_curve`. Saved atomically (temp PNG + os.replace).
 
 Example (rows as `report.system_rows` makes them, a run.json `learning_curve`; a temporary folder instead of
@@ -13,12 +14,14 @@ runs/comparison):
     ...                                        {"examples_seen": 80, "train_seconds": 30.0, "rougeLsum": 18.2}]}
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     [path.name for path in write_plots(rows, tmp)]
+    ...     write_pareto_plot(rows, tmp).name
     ...     write_learning_curves({"lora": curve}, tmp).name
     ...     write_learning_curves({"lora": {"dev_examples": 0, "points": []}}, tmp)   # nothing to draw: removed
     ...     sorted(path.name for path in Path(tmp).iterdir())
     ['rouge_vs_trainable_params.png', 'rouge_vs_train_time.png']
+    'pareto.png'
     'learning_curves.png'
-    ['rouge_vs_train_time.png', 'rouge_vs_trainable_params.png']
+    ['pareto.png', 'rouge_vs_train_time.png', 'rouge_vs_trainable_params.png']
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ..core.atomic import atomic_write  # noqa: E402
+from .recommendation import cost as system_cost  # noqa: E402
+from .recommendation import pareto_front  # noqa: E402
 from .systems import RANK_KEY  # noqa: E402
 
 PLOTS = {"rouge_vs_trainable_params.png": ("trainable", "trainable parameters (log scale)"),
@@ -92,6 +97,64 @@ def write_plots(rows: list[dict], output_dir: str | Path) -> list[Path]:
         save_figure_atomic(cost_figure(rows, cost, xlabel), Path(output_dir) / name)
         paths.append(Path(output_dir) / name)
     return paths
+
+
+# The Pareto plot: both costs side by side, the front marked.
+
+PARETO_FILE = "pareto.png"
+
+
+def _marker(on_front: bool) -> dict:
+    return ({"fmt": "*", "markersize": 14, "color": "C3"} if on_front else {"fmt": "o", "markersize": 6, "color": "C0"})
+
+
+def pareto_panel(ax, rows: list[dict], key: str, xlabel: str) -> None:
+    """One cost: trained systems with their 95% CI (stars on the Pareto front, joined by its steps; dots
+    dominated), baselines as dashed lines (they train nothing, which a log axis cannot place), and the systems
+    that record no such cost named under the axis."""
+    front, labelled = set(pareto_front(rows, key)), set()
+    points = plotted_points(rows, key)
+    for row in points:
+        on_front = row["system"] in front
+        label = ("on the Pareto front" if on_front else "dominated") if on_front not in labelled else None
+        labelled.add(on_front)
+        y, low, high = row[RANK_KEY], row[f"{RANK_KEY}_ci_low"], row[f"{RANK_KEY}_ci_high"]
+        ax.errorbar([row[key]], [y], yerr=[[y - low], [high - y]], capsize=4, label=label, **_marker(on_front))
+        ax.annotate(row["system"], (row[key], y), textcoords="offset points", xytext=(6, 6))
+    edge = sorted((row[key], row[RANK_KEY]) for row in points if row["system"] in front)
+    if len(edge) > 1:
+        ax.step(*zip(*edge), where="post", color="C3", alpha=0.4)
+    for index, row in enumerate(r for r in rows if r["baseline"]):
+        where = ", on the front" if row["system"] in front else ""
+        ax.axhline(row[RANK_KEY], linestyle="--", color=f"C{(index + 4) % 10}",
+                   label=f"{row['system']} {row[RANK_KEY]:.1f} (baseline, trains nothing{where})")
+    if points:
+        ax.set_xscale("log")
+    ax.margins(x=0.1, y=0.1)  # room for the names above the points
+    unknown = [row["system"] for row in rows if system_cost(row, key) is None]
+    ax.set_xlabel(xlabel + (f"\nnot shown (none recorded): {', '.join(unknown)}" if unknown else ""))
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best", fontsize="small")
+
+
+def pareto_figure(rows: list[dict]):
+    """ROUGE-Lsum against trainable parameters and against training time, the Pareto front marked in each."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
+    for ax, (key, xlabel) in zip(axes, PLOTS.values()):
+        pareto_panel(ax, rows, key, xlabel)
+    axes[0].set_ylabel("ROUGE-Lsum F1 x 100 (95% CI)")
+    fig.suptitle("The Pareto front: no other system has a higher mean ROUGE-Lsum at no more cost "
+                 "(means; the CIs say how sure)", fontsize="medium")
+    fig.tight_layout()
+    return fig
+
+
+def write_pareto_plot(rows: list[dict], output_dir: str | Path) -> Path:
+    """pareto.png in `output_dir`; returns its path."""
+    path = Path(output_dir) / PARETO_FILE
+    save_figure_atomic(pareto_figure(rows), path)
+    return path
 
 
 # Learning curves: dev ROUGE-Lsum during training, from run.json's `learning_curve` (common/training/callbacks.py).

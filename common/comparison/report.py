@@ -217,14 +217,32 @@ def warning_lines(result: Comparison) -> list[str]:
     return [f"- {scored.name}: {warning}" for scored in result.systems for warning in scored.system.warnings]
 
 
-def comparison_markdown(result: Comparison, skipped: list[Skipped]) -> str:
-    """The whole comparison.md text (also what evaluate_all.py prints)."""
+def recommendation_lines(recommendation: dict | None) -> list[str]:
+    """The Recommendation section: the paragraph `recommendation.recommend` wrote and the Pareto fronts.
+
+    Example:
+        >>> recommendation_lines({"text": "Best quality: **lora**.", "pareto_front": {"trainable": ["lora"],
+        ...                       "train_time_s": ["lora", "zero_shot"]}})[2:]
+        ['Best quality: **lora**.', '', '`pareto.png`: ROUGE-Lsum against trainable parameters and against training
+        time. On the Pareto front (by means): by trainable parameters lora; by training time lora, zero_shot.', '']
+    """
+    if recommendation is None:
+        return []
+    fronts = recommendation["pareto_front"]
+    return ["## Recommendation", "", recommendation["text"], "",
+            "`pareto.png`: ROUGE-Lsum against trainable parameters and against training time. On the Pareto front "
+            f"(by means): by trainable parameters {', '.join(fronts['trainable']) or '-'}; by training time "
+            f"{', '.join(fronts['train_time_s']) or '-'}.", ""]
+
+
+def comparison_markdown(result: Comparison, skipped: list[Skipped], recommendation: dict | None = None) -> str:
+    """The whole comparison.md text (also what evaluate_all.py prints), with the recommendation when given."""
     rows = system_rows(result)
     lines = ["# Summarization comparison", "", example_set_note(result), "",
              f"Ranked by ROUGE-Lsum. ROUGE F1 x 100 (Porter stemming); 95% CIs from {result.samples} bootstrap "
              f"resamples of the examples (seed {result.seed}). Baselines: zero-shot and lead-3 (the article's first "
              "three sentences). `empty`: NaN or blank predictions, scored 0.", "", precision_note(rows), "",
-             markdown_table(rows), "",
+             markdown_table(rows), "", *recommendation_lines(recommendation),
              "## Paired tests", "",
              f"Differences are the first system minus the second, in ROUGE points; p-values from a {TEST_NAME}, "
              f"{result.samples} resamples, seed {result.seed}, no correction for multiple comparisons.", ""]
@@ -258,20 +276,23 @@ def examples_markdown(result: Comparison, count: int) -> str:
     return "\n".join(lines)
 
 
-def comparison_json(result: Comparison, skipped: list[Skipped]) -> dict:
+def comparison_json(result: Comparison, skipped: list[Skipped], recommendation: dict | None = None) -> dict:
     return {"n_examples": len(result.keys), "example_set_note": example_set_note(result),
             "bootstrap_samples": result.samples, "seed": result.seed, "confidence": 0.95,
             "paired_test": TEST_NAME, "alpha": ALPHA, "rank_key": RANK_KEY, "systems": system_rows(result),
-            "pairs": result.pairs, "skipped": [{"name": s.name, "reason": s.reason} for s in skipped],
+            "pairs": result.pairs, "recommendation": recommendation,
+            "skipped": [{"name": s.name, "reason": s.reason} for s in skipped],
             "warnings": [{"name": s.name, "warning": warning} for s in result.systems for warning in s.system.warnings]}
 
 
-def write_reports(result: Comparison, skipped: list[Skipped], output_dir: str | Path, num_examples: int) -> str:
-    """Write comparison.md/.csv/.json and examples.md atomically; return the Markdown report."""
+def write_reports(result: Comparison, skipped: list[Skipped], output_dir: str | Path, num_examples: int,
+                  recommendation: dict | None = None) -> str:
+    """Write comparison.md/.csv/.json and examples.md atomically, with the recommendation (`recommendation.recommend`)
+    when given; return the Markdown report."""
     output_dir = Path(output_dir)
-    markdown = comparison_markdown(result, skipped)
+    markdown = comparison_markdown(result, skipped, recommendation)
     atomic_write_text(output_dir / "comparison.md", markdown)
     atomic_write_text(output_dir / "comparison.csv", pd.DataFrame(system_rows(result)).to_csv(index=False))
-    write_json(output_dir / "comparison.json", comparison_json(result, skipped))
+    write_json(output_dir / "comparison.json", comparison_json(result, skipped, recommendation))
     atomic_write_text(output_dir / "examples.md", examples_markdown(result, num_examples))
     return markdown
