@@ -2,6 +2,7 @@
 N rows, done as the training scripts do it.
 
     HF_HUB_OFFLINE=1 python benchmarks/data_scaling.py --rows 21000 287113          # seed size, full CNN/DM train
+    HF_HUB_OFFLINE=1 python benchmarks/data_scaling.py --rows 21000 287113 --compare   # and against whole texts
     HF_HUB_OFFLINE=1 python benchmarks/data_scaling.py --rows 200 400 --tokenizer tiny   # smoke test
 
 For each N, a parquet file of N CNN/DailyMail-shaped rows is synthesized (`synthesize`): each row copies the
@@ -13,6 +14,11 @@ Then a fresh child process (so that peaks do not mix) prepares it as a training 
 with the chosen tokenizer. The child reports wall time of each stage and its resident memory: before any
 data, the peak after loading, the peak after tokenizing (VmHWM). The table gives each N's growth over the
 first N; memory growth is counted above the child's own baseline (Python, torch, transformers, the tokenizer).
+
+`--compare` also prepares each N as it was done before issue 24 (`tokenize_whole_texts`: whole articles and
+summaries tokenized, examples converted from lists by `datasets`), in a child of its own, and compares the two
+on every row: a digest of each row's `input_ids` and `labels` from each child, the rows whose digests differ
+counted. The results then hold those measurements too (`whole_text_measurements`) and a `comparison` per N.
 
 The tokenizer (`--tokenizer`): the offline SmolLM2 folder (49,152 ids, the benchmark's GPT-Neo-125M stand-in)
 when it is prepared, else the tiny model's byte-level BPE (512 ids: about 3x the tokens per word, so
@@ -65,6 +71,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="Seed of the synthesized rows.")
     parser.add_argument("--work_dir", default=None, help="Where the parquet files go (default: a temporary "
                         "folder, removed at the end).")
+    parser.add_argument("--compare", action="store_true", help="Also prepare each N with whole texts tokenized, "
+                        "as before issue 24, in its own child; compare time, peak memory and every row's ids.")
     parser.add_argument("--out", default=None, help="Also write the results as JSON here.")
     return parser
 
@@ -76,13 +84,18 @@ def main(args: argparse.Namespace) -> dict:
         work = Path(args.work_dir or tmp)
         work.mkdir(parents=True, exist_ok=True)
         tokenizer = resolve_tokenizer(args.tokenizer, Path(tmp))
-        measurements = []
+        measurements, whole, comparison = [], [], []
         for rows in args.rows:
             path = synthesize(real, rows, work / f"train-{rows}.parquet", seed=args.seed)
-            measurements.append(measure(path, tokenizer, args))
+            measurements.append(measure(path, tokenizer, args, "cut"))
+            if args.compare:
+                whole.append(measure(path, tokenizer, args, "whole"))
+                comparison.append(compare(whole[-1], measurements[-1]))
             print(f"{rows} rows: {json.dumps(measurements[-1])}", flush=True)
     results = {"source": args.source, "tokenizer": tokenizer, "settings": vars(args),
                "measurements": with_growth(measurements)}
+    if args.compare:
+        results.update(whole_text_measurements=with_growth(whole), comparison=comparison)
     print_table(results)
     if args.out:
         from common.core.atomic import write_json
@@ -143,17 +156,18 @@ def resolve_tokenizer(choice: str, tmp: Path) -> str:
     return choice
 
 
-def measure(path: Path, tokenizer: str, args: argparse.Namespace) -> dict:
+def measure(path: Path, tokenizer: str, args: argparse.Namespace, texts: str = "cut") -> dict:
     """`prepare` in a fresh spawned process, so that its peak memory is this N's alone."""
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
         return pool.submit(prepare, str(path), tokenizer, args.max_train_samples, args.max_source_length,
-                           args.max_target_length).result()
+                           args.max_target_length, texts, args.compare).result()
 
 
 def prepare(path: str, tokenizer_dir: str, max_train_samples: int | None, max_source_length: int,
-            max_target_length: int) -> dict:
-    """Load and tokenize the train split as a training script does; wall times and resident memory (MiB)."""
+            max_target_length: int, texts: str = "cut", digests: bool = False) -> dict:
+    """Load and tokenize the train split as a training script does (`texts="cut"`) or as it was done before
+    issue 24 (`"whole"`); wall times and resident memory (MiB), and with `digests` each row's digest."""
     import datasets
 
     from common.config.arguments import DataArguments, ModelArguments
@@ -162,6 +176,7 @@ def prepare(path: str, tokenizer_dir: str, max_train_samples: int | None, max_so
     from common.data.prompts import tokenize_for_training
 
     datasets.disable_progress_bars()
+    tokenize = {"cut": tokenize_for_training, "whole": tokenize_whole_texts}[texts]
     tokenizer = load_tokenizer(ModelArguments(model_name_or_path=tokenizer_dir))
     data = DataArguments(train_file=path, max_train_samples=max_train_samples,
                          max_source_length=max_source_length, max_target_length=max_target_length)
@@ -169,12 +184,58 @@ def prepare(path: str, tokenizer_dir: str, max_train_samples: int | None, max_so
     start = time.perf_counter()
     splits, counts = load_splits(data, splits=("train",))
     loaded, load_peak = time.perf_counter(), memory_mib("VmHWM:")
-    tokenized = tokenize_for_training(splits["train"], tokenizer, data)
+    tokenized = tokenize(splits["train"], tokenizer, data)
     end = time.perf_counter()
-    return {"rows": counts["train"]["rows"], "tokenized_rows": len(tokenized),
-            "tokens": int(sum(tokenized["length"])), "file_mib": Path(path).stat().st_size / 2**20,
-            "load_s": loaded - start, "tokenize_s": end - loaded, "total_s": end - start,
-            "rss_before_mib": before, "peak_after_load_mib": load_peak, "peak_mib": memory_mib("VmHWM:")}
+    result = {"rows": counts["train"]["rows"], "tokenized_rows": len(tokenized),
+              "tokens": int(sum(tokenized["length"])), "file_mib": Path(path).stat().st_size / 2**20,
+              "load_s": loaded - start, "tokenize_s": end - loaded, "total_s": end - start,
+              "rss_before_mib": before, "peak_after_load_mib": load_peak, "peak_mib": memory_mib("VmHWM:")}
+    return {**result, "row_digests": row_digests(tokenized)} if digests else result
+
+
+def tokenize_whole_texts(dataset, tokenizer, data_args):
+    """`tokenize_for_training` as it was before issue 24, to time against and to compare ids with: whole
+    articles and summaries tokenized, examples built as lists and converted to Arrow by `datasets`."""
+    from common.data.prompts import build_prompt_ids, make_prompt_parts, mask_prompt
+
+    parts = make_prompt_parts(tokenizer, data_args)
+
+    def encode_batch(batch):
+        articles = tokenizer(list(batch["article"]), add_special_tokens=False)["input_ids"]
+        summaries = tokenizer(batch["summary"], add_special_tokens=False)["input_ids"]
+        examples = [mask_prompt(build_prompt_ids(a, parts, data_args.max_source_length), s,
+                                tokenizer.eos_token_id, data_args.max_target_length)
+                    for a, s in zip(articles, summaries)]
+        return {"input_ids": [e["input_ids"] for e in examples], "labels": [e["labels"] for e in examples],
+                "length": [len(e["input_ids"]) for e in examples]}
+
+    return dataset.map(encode_batch, batched=True, remove_columns=dataset.column_names, desc="Tokenizing")
+
+
+def row_digests(tokenized) -> np.ndarray:
+    """One 64-bit digest per row of its `input_ids` and `labels` (values and types), read from the Arrow
+    buffers without copying the columns."""
+    digests = []
+    for batch in tokenized.data.table.select(["input_ids", "labels"]).to_batches():
+        columns = [(str(column.type), column.offsets.to_numpy(), column.values.to_numpy()) for column in batch.columns]
+        for row in range(batch.num_rows):
+            digest = hashlib.blake2b(digest_size=8)
+            for kind, offsets, values in columns:
+                digest.update(kind.encode() + values[offsets[row]:offsets[row + 1]].tobytes())
+            digests.append(int.from_bytes(digest.digest(), "little"))
+    return np.array(digests, dtype=np.uint64)
+
+
+def compare(whole: dict, cut: dict) -> dict:
+    """The whole-text and cut preparations of one N: speedups, peaks, and the rows whose ids differ (a row
+    missing from one side counts as differing). Takes the digests out of both measurements."""
+    before, after = whole.pop("row_digests"), cut.pop("row_digests")
+    common = min(len(before), len(after))
+    differing = np.count_nonzero(before[:common] != after[:common]) + abs(len(before) - len(after))
+    return {"rows": cut["rows"], "rows_compared": max(len(before), len(after)), "rows_differing": int(differing),
+            "tokenize_speedup": whole["tokenize_s"] / cut["tokenize_s"],
+            "total_speedup": whole["total_s"] / cut["total_s"], "whole_total_s": whole["total_s"],
+            "total_s": cut["total_s"], "whole_peak_mib": whole["peak_mib"], "peak_mib": cut["peak_mib"]}
 
 
 def memory_mib(field: str) -> float:
@@ -208,6 +269,15 @@ def print_table(results: dict) -> None:
         print(f"| {m['rows']:,} | {m['file_mib']:.1f} | {m['tokens']:,} | {m['load_s']:.2f} | {m['tokenize_s']:.2f} | "
               f"{m['total_s']:.2f} | {m['peak_after_load_mib']:.0f} | {m['peak_mib']:.0f} | "
               f"{m['data_memory_mib']:.0f} | {g['rows']:.1f}x / {g['total_s']:.1f}x / {g['data_memory']:.1f}x |")
+    if results.get("comparison"):
+        print("\nWhole texts tokenized (before issue 24) against cut texts (now):")
+        header = ("rows", "total s whole / cut", "speedup total (tokenize)", "peak MiB whole / cut",
+                  "rows compared", "rows differing")
+        print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+        for c in results["comparison"]:
+            print(f"| {c['rows']:,} | {c['whole_total_s']:.2f} / {c['total_s']:.2f} | {c['total_speedup']:.2f}x "
+                  f"({c['tokenize_speedup']:.2f}x) | {c['whole_peak_mib']:.0f} / {c['peak_mib']:.0f} | "
+                  f"{c['rows_compared']:,} | {c['rows_differing']:,} |")
 
 
 if __name__ == "__main__":
