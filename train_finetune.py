@@ -1,13 +1,14 @@
-"""Fine-tune the last transformer blocks (and final norm) of a causal LM for summarization, then
-summarise the test split.
+"""Fine-tune the last transformer blocks (and final norm) of a causal LM for summarization, or every parameter
+(`--num_trainable_layers -1`, recorded as method full_finetune), then summarise the test split.
 
     python train_finetune.py --config configs/tiny/finetune.yaml
+    python train_finetune.py --config configs/tiny/finetune.yaml --num_trainable_layers -1     # full fine-tuning
     accelerate launch --config_file accelerate_config.yaml train_finetune.py --config configs/gpt-neo-125m/finetune.yaml
 
 Writes OUTPUT_DIR/adapter (the trained tensors only, safetensors), OUTPUT_DIR/predictions_test.csv and
 OUTPUT_DIR/run.json, together
 (a killed run leaves the previous results or the new ones, never a mix). `--help` lists every flag.
-The three train_*.py scripts are the same recipe; only METHOD differs. Every step lives in common/.
+The train_*.py scripts are the same recipe; only METHOD differs. Every step lives in common/.
 """
 
 from __future__ import annotations

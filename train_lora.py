@@ -1,11 +1,12 @@
 """Fine-tune a causal LM for summarization with LoRA adapters (PEFT), then summarise the test split.
 
     python train_lora.py --config configs/tiny/lora.yaml
+    python train_lora.py --config configs/tiny/lora.yaml --use_dora     # DoRA, recorded as method dora
     accelerate launch --config_file accelerate_config.yaml train_lora.py --config configs/gpt-neo-125m/lora.yaml
 
 Writes OUTPUT_DIR/adapter (safetensors), OUTPUT_DIR/predictions_test.csv and OUTPUT_DIR/run.json, together
 (a killed run leaves the previous results or the new ones, never a mix). `--help` lists every flag.
-The three train_*.py scripts are the same recipe; only METHOD differs. Every step lives in common/.
+The train_*.py scripts are the same recipe; only METHOD differs. Every step lives in common/.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ then summarise the test split.
 
 Writes OUTPUT_DIR/adapter (safetensors), OUTPUT_DIR/predictions_test.csv and OUTPUT_DIR/run.json, together
 (a killed run leaves the previous results or the new ones, never a mix). `--help` lists every flag.
-The three train_*.py scripts are the same recipe; only METHOD differs. Every step lives in common/.
+The train_*.py scripts are the same recipe; only METHOD differs. Every step lives in common/.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ COMPARISON_DIR = "runs/demo/comparison"
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Offline demo: three methods, two baselines, one comparison.")
+    parser = argparse.ArgumentParser(description="Offline demo: every method, two baselines, one comparison.")
     parser.add_argument("--force", action="store_true", help="Retrain runs even if a finished one matches.")
     args = parser.parse_args(argv)
     os.chdir(PROJECT_ROOT)  # the presets name paths relative to the project root

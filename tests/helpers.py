@@ -73,26 +73,38 @@ ARTICLES = ["The council approved the budget on Tuesday after a long debate.",
 
 
 def method_arguments() -> dict:
-    """{method: its arguments for the tiny model} for every registered method (the tests parametrize over
-    these keys): small settings for the built-in methods, the dataclass defaults for any other."""
-    from common.methods import FinetuneArguments, LoraArguments, SoftPromptArguments, get_method, method_names
+    """{method: its arguments for the tiny model} for every name a run can be recorded under (each registered
+    method and its variants: dora, rslora, full_finetune; the tests parametrize over these keys): small
+    settings for the built-in methods, the dataclass defaults for any other, with a variant's settings."""
+    from common.methods import method_for, recorded_names, variant_settings
 
-    small = {"lora": LoraArguments(r=4, lora_alpha=8, lora_dropout=0.0),
-             "soft_prompt": SoftPromptArguments(num_virtual_tokens=5, prompt_init="text",
-                                                prompt_init_text="Summarize it:"),
-             "finetune": FinetuneArguments(num_trainable_layers=1)}
-    return {name: small[name] if name in small else get_method(name).arguments() for name in method_names()}
+    lora = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0}
+    small = {"lora": lora, "dora": lora, "rslora": lora,
+             "soft_prompt": {"num_virtual_tokens": 5, "prompt_init": "text", "prompt_init_text": "Summarize it:"},
+             "finetune": {"num_trainable_layers": 1}, "prefix_tuning": {"num_virtual_tokens": 4},
+             "prefix_tuning_mlp": {"num_virtual_tokens": 4, "encoder_hidden_size": 16}}
+    return {name: method_for(name).arguments(**{**small.get(name, {}), **variant_settings(name)})
+            for name in recorded_names()}
+
+
+def variant_flags(name: str) -> list[str]:
+    """The flags that select a recorded name (`--use_dora true` for dora; none for a method's own name)."""
+    from common.methods import variant_settings
+
+    return [item for key, value in variant_settings(name).items()
+            for item in (f"--{key}", str(value).lower() if isinstance(value, bool) else str(value))]
 
 
 def build(method, tiny_model_dir, args=None):
-    """`method` built on a fresh copy of the tiny model, with `args` or its `method_arguments()`."""
+    """`method` (a recorded name: 'dora' builds LoRA) on a fresh copy of the tiny model, with `args` or its
+    `method_arguments()`."""
     from transformers import AutoModelForCausalLM
 
     from common.config.arguments import ModelArguments
-    from common.methods import build_method
+    from common.methods import build_method, method_for
 
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    return build_method(method, base, args or method_arguments()[method],
+    return build_method(method_for(method).name, base, args or method_arguments()[method],
                         ModelArguments(model_name_or_path=str(tiny_model_dir)))
 
 
@@ -138,23 +150,26 @@ def stop_after(step):
 
 
 def trainer_for(method, model_dir, files, out_dir, extra=()):
-    """`method`'s Trainer on the fixture files: 4 steps of 2 examples, a checkpoint every 2 steps, seeded."""
+    """`method`'s Trainer (a recorded name: 'dora' is LoRA with --use_dora true) on the fixture files: 4 steps
+    of 2 examples, a checkpoint every 2 steps, seeded."""
     from transformers import set_seed
 
     from common.config.parsing import parse_run_config
     from common.data.loading import load_splits
-    from common.methods import build_method
+    from common.methods import build_method, method_for
     from common.models.loading import load_base_model, load_tokenizer
     from common.training.trainer import build_trainer
 
-    cfg = parse_run_config(method, ["--model_name_or_path", str(model_dir), *data_flags(files),
-                                    "--output_dir", str(out_dir), "--max_steps", "4", "--save_strategy", "steps",
-                                    "--save_steps", "2", "--eval_strategy", "no", "--per_device_train_batch_size",
-                                    "2", "--learning_rate", "1e-2", "--save_total_limit", "5", *extra])
+    name = method_for(method).name
+    cfg = parse_run_config(name, ["--model_name_or_path", str(model_dir), *data_flags(files),
+                                  "--output_dir", str(out_dir), "--max_steps", "4", "--save_strategy", "steps",
+                                  "--save_steps", "2", "--eval_strategy", "no", "--per_device_train_batch_size",
+                                  "2", "--learning_rate", "1e-2", "--save_total_limit", "5", *variant_flags(method),
+                                  *extra])
     set_seed(cfg.training.seed)  # as run_method does: the LoRA init and the P-tuning encoder are random
     tokenizer = load_tokenizer(cfg.model)
     splits, _ = load_splits(cfg.data)
-    model = build_method(method, load_base_model(cfg.model), cfg.method, cfg.model)
+    model = build_method(name, load_base_model(cfg.model), cfg.method, cfg.model)
     return build_trainer(cfg, model, tokenizer, splits)
 
 
@@ -184,7 +199,7 @@ def check_outputs(out_dir, method, n_test):
     cut = (frame["Stopped"] == "limit").sum()
     assert run_json["summaries_cut_at_limit"] == cut and run_json["summaries_cut_share"] == round(cut / n_test, 4)
     assert RUN_FIELDS <= set(run_json), RUN_FIELDS - set(run_json)
-    assert run_json["method"] == method and 0 < run_json["trainable"] < run_json["total"]
+    assert run_json["method"] == method and 0 < run_json["trainable"] <= run_json["total"]
     assert run_json["examples"]["test"]["used"] == n_test and run_json["train_steps"] == 2
     assert set(run_json["test_rouge"]) == {"rouge1", "rouge2", "rougeL", "rougeLsum"}
     assert not list(out_dir.glob(".*.tmp"))

@@ -15,13 +15,16 @@ import pytest
 
 import evaluate_all
 import train_finetune
+import train_ia3
 import train_lora
+import train_prefix_tuning
 import train_soft_prompt
 from common import zero_shot
 from helpers import cli, data_flags
 
 SCRIPTS = {"lora": train_lora.main, "soft_prompt": train_soft_prompt.main, "finetune": train_finetune.main,
-           "zero_shot": zero_shot.main, "evaluate_all": evaluate_all.main}
+           "ia3": train_ia3.main, "prefix_tuning": train_prefix_tuning.main, "zero_shot": zero_shot.main,
+           "evaluate_all": evaluate_all.main}
 # A run that would finish in seconds if a check were missing (and then write --output_dir).
 SMALL_RUN = ["--max_train_samples", "4", "--max_eval_samples", "2", "--max_test_samples", "2",
              "--num_train_epochs", "1", "--per_device_train_batch_size", "2", "--max_source_length", "32",
@@ -67,6 +70,21 @@ CASES = {
                                           "--load_best_model_at_end"),
     "save_strategy best without evaluations": Case("lora", ("--save_strategy", "best"), "--save_strategy best"),
     "finetune trains nothing": Case("finetune", ("--num_trainable_layers", "0"), "--num_trainable_layers 0"),
+    "num_trainable_layers -2": Case("finetune", ("--num_trainable_layers", "-2"),
+                                    "--num_trainable_layers -2: must be >= -1"),
+    "full finetune without its final norm": Case("finetune", ("--num_trainable_layers", "-1", "--train_final_norm",
+                                                              "false"), "--train_final_norm False"),
+    "dora and rslora": Case("lora", ("--use_dora", "--use_rslora"),
+                            "--use_rslora True: cannot be combined with --use_dora"),
+    "ia3 feedforward not a target": Case("ia3", ("--ia3_target_modules", "q_proj", "--ia3_feedforward_modules",
+                                                 "c_proj"), "--ia3_feedforward_modules ['c_proj']: must be among"),
+    "ia3 learning_rate 0": Case("ia3", ("--learning_rate", "0"), "--learning_rate 0.0: must be > 0"),
+    "prefix tuning num_virtual_tokens 0": Case("prefix_tuning", ("--num_virtual_tokens", "0"),
+                                               "--num_virtual_tokens 0: must be >= 1"),
+    "prefix tuning encoder_hidden_size without the MLP": Case("prefix_tuning", ("--encoder_hidden_size", "32"),
+                                                              "--encoder_hidden_size 32: applies to the MLP only"),
+    "prefix tuning with gradient checkpointing": Case("prefix_tuning", ("--gradient_checkpointing", "true"),
+                                                      "--gradient_checkpointing True: prefix tuning keeps its prefix"),
     # Data and generation flags (every method).
     "max_train_samples 0": Case("lora", ("--max_train_samples", "0"), "--max_train_samples 0"),
     "max_eval_samples 0": Case("lora", ("--max_eval_samples", "0"), "--max_eval_samples 0"),

@@ -13,9 +13,10 @@ from common.config.arguments import DATA_FILE_SUFFIXES, DataArguments
 from common.data.lengths import check_lengths_against_model
 from common.config.parsing import check_training, parse_run_config
 from common.data.loading import SUFFIXES
+from common.methods import method_for, recorded_method_name, recorded_names
 from common.pipeline.presets import preset_methods
 from common.data.prompts import make_prompt_parts
-from helpers import FIXTURES, ROOT
+from helpers import FIXTURES, ROOT, variant_flags
 
 # configs/accelerate/ holds accelerate launch configs, checked in tests/test_multiprocess.py.
 PRESETS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if p.parent.name != "accelerate")
@@ -41,6 +42,18 @@ def test_method_defaults_follow_the_seed():
     data = finetune.data
     assert (data.max_train_samples, data.max_eval_samples, data.max_test_samples) == (21000, 6000, 3000)
     assert finetune.model.model_name_or_path == "EleutherAI/gpt-neo-125M"
+
+
+@pytest.mark.parametrize("name", recorded_names())
+def test_the_recorded_method_name_comes_from_the_script_and_its_flags(name):
+    """run.json, the comparison table and the Hub card record `dora` for train_lora.py --use_dora true, and so on."""
+    cfg = parse_run_config(method_for(name).name, variant_flags(name))
+    assert cfg.recorded_method == recorded_method_name(cfg.method_name, cfg.method) == name
+    if name == "ia3":
+        assert cfg.training.learning_rate == 3e-3 and cfg.method.ia3_target_modules is None
+    if name.startswith("prefix_tuning"):
+        assert cfg.training.learning_rate == 1e-2 and cfg.method.num_virtual_tokens == 20
+        assert cfg.method.prefix_projection == (name == "prefix_tuning_mlp")
 
 
 def test_unknown_yaml_key_names_file_and_key(tmp_path):

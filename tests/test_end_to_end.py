@@ -6,19 +6,25 @@ import json
 import pandas as pd
 import pytest
 
-from common.methods import get_method, method_names
-from helpers import check_outputs, quick_flags
+from common.methods import method_for, recorded_names
+from helpers import check_outputs, quick_flags, variant_flags
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", method_names())
+@pytest.mark.parametrize("method", recorded_names())
 def test_script_writes_adapter_csv_and_run_json(method, tiny_model_dir, fixture_files, tmp_path):
-    script = importlib.import_module(get_method(method).script.removesuffix(".py"))
+    """Each method's script, and each variant through its method's script with its flags (train_lora.py
+    --use_dora true), recorded in run.json under its own name."""
+    script = importlib.import_module(method_for(method).script.removesuffix(".py"))
     out_dir = tmp_path / method
-    script.main(quick_flags(tiny_model_dir, fixture_files, out_dir))
+    script.main([*quick_flags(tiny_model_dir, fixture_files, out_dir), *variant_flags(method)])
     _, run = check_outputs(out_dir, method, n_test=4)
-    weights = "adapter_model.safetensors" if get_method(method).peft_adapter else "trained_params.safetensors"
+    weights = "adapter_model.safetensors" if method_for(method).peft_adapter else "trained_params.safetensors"
     assert (out_dir / "adapter" / weights).is_file()
+    assert (run["trainable"] == run["total"]) == (method == "full_finetune")
+    if method_for(method).name == "lora":  # the variant is in the adapter, so reloading it rebuilds the same model
+        adapter_config = json.loads((out_dir / "adapter" / "adapter_config.json").read_text())
+        assert (adapter_config["use_dora"], adapter_config["use_rslora"]) == (method == "dora", method == "rslora")
     assert run["saved_size_bytes"] > 0 and run["train_tokens"] > 0
     assert any("eval_rougeLsum" in entry for entry in json.loads((out_dir / "run.json").read_text())["log_history"])
     check_generation_from_saved_weights(method, tiny_model_dir, fixture_files, out_dir, tmp_path / "again")

@@ -4,12 +4,12 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from common.methods import method_names, num_virtual_tokens
+from common.methods import num_virtual_tokens
 from common.training.trainer import label_position_loss
-from helpers import a_batch, build
+from helpers import a_batch, build, method_arguments
 
 
-@pytest.mark.parametrize("method", method_names())
+@pytest.mark.parametrize("method", method_arguments())
 def test_label_position_loss_equals_full_loss(method, tiny_model_dir, tiny_tokenizer):
     model = build(method, tiny_model_dir).eval()
     batch = a_batch(tiny_tokenizer)

@@ -26,7 +26,7 @@ def loss_and_grads(model, batch):
 
 
 @pytest.mark.parametrize("reentrant", [False, True])
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", [m for m in METHODS if not m.startswith("prefix_tuning")])  # refused for it
 def test_checkpointing_keeps_loss_and_gradients(method, reentrant, tiny_model_dir, tiny_tokenizer):
     plain = build(method, tiny_model_dir)
     checkpointed = copy.deepcopy(plain)

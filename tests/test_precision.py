@@ -15,13 +15,15 @@ import torch
 import common.generation.generate
 import train_finetune
 import train_lora
+import train_prefix_tuning
 import train_soft_prompt
 from common.models.fast_kernels import SDPASelfAttention
 from common.predict import main as predict_main
 from common.config.parsing import parse_run_config
 from helpers import cli, data_flags, quick_flags
 
-SCRIPTS = {"lora": train_lora.main, "soft_prompt": train_soft_prompt.main, "finetune": train_finetune.main}
+SCRIPTS = {"lora": train_lora.main, "soft_prompt": train_soft_prompt.main, "finetune": train_finetune.main,
+           "prefix_tuning": train_prefix_tuning.main}  # its float32 prefix meets bf16 keys in the cache
 
 
 @pytest.fixture()

@@ -1,6 +1,7 @@
-"""Resume equals an uninterrupted run; merged LoRA export; the Hub folder and card."""
+"""Resume equals an uninterrupted run; merged LoRA export; the Hub folder and card; a pushed run pulled back."""
 
 
+import pandas as pd
 import pytest
 import torch
 from torch.testing import assert_close
@@ -8,14 +9,15 @@ from transformers import AutoModelForCausalLM
 
 from common.hub import publish as hub
 from common.config.parsing import parse_run_config
-from common.methods import method_names, trained_state_dict
+from common.methods import method_for, method_title, recorded_names, trained_state_dict
 from common.pipeline.steps import run_method
+import common.predict
 import common.push
-from helpers import cli, data_flags, stop_after, talk_to_test_hub, trainer_for
+from helpers import cli, data_flags, stop_after, talk_to_test_hub, trainer_for, variant_flags
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", method_names())
+@pytest.mark.parametrize("method", recorded_names())
 def test_killed_then_resumed_equals_uninterrupted(method, tiny_model_dir, fixture_files, tmp_path):
     full = trainer_for(method, tiny_model_dir, fixture_files, tmp_path / "full")
     full.train()
@@ -35,10 +37,12 @@ def test_killed_then_resumed_equals_uninterrupted(method, tiny_model_dir, fixtur
 
 
 def run_quick(method, model_dir, files, out_dir, extra=()):
+    """Two steps of `method` (a recorded name: 'dora' is LoRA with --use_dora true), 4 test summaries."""
     argv = ["--model_name_or_path", str(model_dir), *data_flags(files), "--output_dir", str(out_dir),
             "--max_steps", "2", "--per_device_train_batch_size", "2", "--max_new_tokens", "4",
-            "--eval_strategy", "no", "--save_strategy", "no", "--learning_rate", "1e-2", *extra]
-    return run_method(parse_run_config(method, argv))
+            "--eval_strategy", "no", "--save_strategy", "no", "--learning_rate", "1e-2", *variant_flags(method),
+            *extra]
+    return run_method(parse_run_config(method_for(method).name, argv))
 
 
 @pytest.mark.slow
@@ -58,10 +62,12 @@ def test_merged_lora_export_equals_base_plus_adapter(tiny_model_dir, fixture_fil
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["lora", "finetune"])
+@pytest.mark.parametrize("method", [name for name in recorded_names() if name != "soft_prompt"])
 def test_push_to_hub_uploads_the_prepared_folder(method, tiny_model_dir, fixture_files, tmp_path, monkeypatch,
                                                  hub_server):
-    """A real upload through huggingface_hub to the test Hub (HF_ENDPOINT, see conftest), in this process."""
+    """A real upload through huggingface_hub to the test Hub (HF_ENDPOINT, see conftest), in this process, then
+    the repo pulled back by name (`common.predict --trained_path OWNER/NAME`) gives the run's predictions.
+    Soft prompts are pushed and pulled back in tests/test_online.py."""
     talk_to_test_hub(monkeypatch)
     out_dir, repo_id = tmp_path / "run", f"someone/tiny-{method}"
     payload = run_quick(method, tiny_model_dir, fixture_files, out_dir, ["--push_to_hub", "--hub_model_id", repo_id])
@@ -69,13 +75,14 @@ def test_push_to_hub_uploads_the_prepared_folder(method, tiny_model_dir, fixture
     names = sorted(p.name for p in repo.iterdir())
     assert names == sorted(p.name for p in folder.iterdir())
     assert all((repo / name).read_bytes() == (folder / name).read_bytes() for name in names)
-    weights = "trained_params.safetensors" if method == "finetune" else "adapter_model.safetensors"
+    weights = "adapter_model.safetensors" if method_for(method).peft_adapter else "trained_params.safetensors"
     assert weights in names and "README.md" in names and "run.json" in names
     assert not any(name in names for name in ("model.safetensors", "pytorch_model.bin"))
     card = (repo / "README.md").read_text()
     assert str(tmp_path) not in card and str(tiny_model_dir) not in (repo / "run.json").read_text()
     for text in (f"`{tiny_model_dir.name}`", f"{payload['trainable']:,} of {payload['total']:,}",
-                 f"ROUGE-Lsum {payload['test_rouge']['rougeLsum']:.2f}", "train 6, validation 3, test 4"):
+                 f"ROUGE-Lsum {payload['test_rouge']['rougeLsum']:.2f}", "train 6, validation 3, test 4",
+                 f"- {method}\n", f"{method_title(method)[0].upper()}{method_title(method)[1:]} of "):
         assert text in card, text
     # The card's load snippet works, pointed at the local folder instead of the Hub id.
     snippet = hub.load_snippet(method, str(tiny_model_dir), str(repo))
@@ -84,6 +91,13 @@ def test_push_to_hub_uploads_the_prepared_folder(method, tiny_model_dir, fixture
     ids = torch.tensor([[5, 6, 7]])
     with torch.no_grad():
         assert namespace["model"](ids).logits.shape == (1, 3, 512)
+    pulled_back = common.predict.main(["--model_name_or_path", str(tiny_model_dir), "--test_file",
+                                       fixture_files["test"], "--max_new_tokens", "4", "--trained_path", repo_id,
+                                       "--output_dir", str(tmp_path / "pulled")])
+    assert pulled_back["method"] == method and pulled_back["trained_path"] == repo_id
+    predictions = [pd.read_csv(d / "predictions_test.csv", keep_default_na=False)["Predicted Summary"].tolist()
+                   for d in (out_dir, tmp_path / "pulled")]
+    assert predictions[0] == predictions[1]
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from typing import Any
 from transformers import TrainingArguments
 
 from ..core.cli import ConfigError, require, require_at_least
-from ..methods import REGISTRY, get_method
+from ..methods import REGISTRY, get_method, recorded_method_name
 
 DEFAULT_PROMPT_TEMPLATE = "Summarize the following news article.\n\nArticle: {article}\n\nSummary:\n"
 DEFAULT_INSTRUCTION = "Summarize the following news article in three or four sentences.\n\n{article}"
@@ -156,7 +156,11 @@ class SummarizationTrainingArguments(TrainingArguments):
     learning_rate: float = field(default=2e-4, metadata={"help": "Peak learning rate (AdamW). Default per method: "
                                  "lora 2e-4; soft_prompt 3e-2, because prompt tuning moves only a few input "
                                  "vectors whose gradients are small, so it needs a far larger rate (published "
-                                 "setups use 3e-2 to 0.3); finetune 5e-5, as for full pre-trained weights."})
+                                 "setups use 3e-2 to 0.3); finetune 5e-5, as for full pre-trained weights; ia3 "
+                                 "3e-3, because its vectors start at one and rescale activations (the T-Few recipe's "
+                                 "rate; PEFT's examples use 3e-3 to 1e-2); prefix_tuning 1e-2, because like a soft "
+                                 "prompt its prefix moves from a random start (PEFT's prefix-tuning examples; 5e-3 to "
+                                 "1e-2 is the usual range)."})
     eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate (and generate + score ROUGE): "
                                "'no', 'steps' or 'epoch'."})
     save_strategy: str = field(default="epoch", metadata={"help": "When to save checkpoints: 'no', 'steps', 'epoch' "
@@ -208,6 +212,12 @@ class RunConfig:
     method: Any
     training: SummarizationTrainingArguments
     config_file: str | None = None
+
+    @property
+    def recorded_method(self) -> str:
+        """The method's name as run.json, the comparison table and the Hub card record it: 'dora' for lora with
+        --use_dora, 'full_finetune' for finetune with --num_trainable_layers -1 (`recorded_method_name`)."""
+        return recorded_method_name(self.method_name, self.method)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON view of the resolved configuration (for run.json and model cards)."""

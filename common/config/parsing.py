@@ -223,6 +223,8 @@ def parse_run_config(method_name: str, argv: list[str] | None = None) -> RunConf
     if trains(method_name):
         check_training(namespace)
     model, data, generation, method, training = _dataclasses_from(parser, namespace)
+    if trains(method_name) and hasattr(method, "check_training_arguments"):
+        method.check_training_arguments(training)  # a method's own limits on the training flags (prefix tuning)
     _check_hub_flags(training, method_name)
     _check_half_precision_kernels(model, training)
     return RunConfig(method_name, model, data, generation, method, training, config_file)

@@ -25,7 +25,7 @@ from typing import Any
 from ..core.atomic import atomic_write_text
 from ..core.hub_access import HubUnreachableError, is_hub_id, require_hub
 from ..runs.outputs import RUN_FILE, read_run_json
-from ..methods import get_method
+from ..methods import method_for, method_title
 
 HUB_FOLDER = "hub_upload"
 
@@ -58,7 +58,7 @@ def load_snippet(method: str, base_model: str, repo_or_path: str) -> str:
     head = ("from transformers import AutoModelForCausalLM, AutoTokenizer\n"
             f"base = AutoModelForCausalLM.from_pretrained({base_model!r})\n"
             f"tokenizer = AutoTokenizer.from_pretrained({base_model!r})\n")
-    if not get_method(method).peft_adapter:
+    if not method_for(method).peft_adapter:
         return head + ("import os\n"
                        "from huggingface_hub import snapshot_download\n"
                        "from safetensors.torch import load_file\n"
@@ -71,6 +71,13 @@ def load_snippet(method: str, base_model: str, repo_or_path: str) -> str:
                    f"model = PeftModel.from_pretrained(base, {repo_or_path!r}).eval()\n")
 
 
+GENERATION_NOTES = {  # methods whose PEFT `generate` is wrong on transformers 5.x, by registry name
+    "soft_prompt": "\nGenerate with `common.generation.generate.generate_summaries` from the toolkit: it feeds the "
+                   "learned virtual tokens as `inputs_embeds`, which is right for left-padded batches.\n",
+    "prefix_tuning": "\nGenerate with `common.generation.generate.generate_summaries` from the toolkit: PEFT's own "
+                     "`generate` drops the prefix on transformers 5.x (it passes it as `past_key_values`, which the "
+                     "model ignores for the cache `generate` gives it); ours starts the KV cache with the prefix, "
+                     "after each row's left padding.\n"}
 ROUGE_LABELS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-Lsum"}
 DECODING_FIELDS = ("num_beams", "max_new_tokens", "no_repeat_ngram_size")
 
@@ -112,8 +119,8 @@ def model_card(payload: dict, repo_id: str):
     """
     from huggingface_hub import ModelCard, ModelCardData
 
-    method, base = payload["method"], payload["base_model"]
-    entry = get_method(method)
+    method, base = payload["method"], payload["base_model"]  # the recorded name: 'dora', 'full_finetune', ...
+    entry, title = method_for(method), method_title(method)
     rouge = payload.get("test_rouge", {})
     data = payload["config"]["data"]
     source = (data["dataset_name"] + (f" ({data['dataset_config']})" if data.get("dataset_config") else "")
@@ -121,9 +128,7 @@ def model_card(payload: dict, repo_id: str):
     used = ", ".join(f"{split} {info['used']:,}" for split, info in payload.get("examples", {}).items())
     tied = (" This includes the LM head, which is tied to the input embeddings, so the whole embedding "
             "matrix was trained." if payload.get("tied_lm_head") else "")
-    generation_note = ("\nGenerate with `common.generation.generate.generate_summaries` from the toolkit: it feeds the "
-                       "learned virtual tokens as `inputs_embeds`, which is right for left-padded batches.\n"
-                       if method == "soft_prompt" else "")
+    generation_note = GENERATION_NOTES.get(entry.name, "")
     dataset = test_dataset(data)
     card_data = ModelCardData(base_model=base if is_hub_id(base) else None,
                               datasets=[dataset[0]] if is_hub_id(dataset[0]) else None, metrics=["rouge"],
@@ -137,7 +142,7 @@ def model_card(payload: dict, repo_id: str):
 
 # {repo_id}
 
-{entry.title[0].upper() + entry.title[1:]} of `{base}` for abstractive summarization.
+{title[0].upper() + title[1:]} of `{base}` for abstractive summarization.
 
 - Trainable parameters: {payload['trainable']:,} of {payload['total']:,} ({payload['trainable_percent']:.4f}%).{tied}
 - Data: {source}; examples used: {used}.

@@ -1,8 +1,9 @@
 """Adaptation methods: the registry (`registry.py`), what they share (`base.py`) and one module each.
 
-Importing this package registers the built-in methods: lora, soft_prompt, finetune. A new method is
-one module like `lora.py` (argument dataclass, builder, `register(Method(...))`), imported below, and
-its `train_<name>.py` script; see docs/architecture.md.
+Importing this package registers the built-in methods: lora (with its variants dora and rslora),
+soft_prompt, finetune (with full_finetune), ia3 and prefix_tuning (with prefix_tuning_mlp). A new method is
+one module like `lora.py` (argument dataclass, builder, `register(Method(...))`), imported below, and its
+`train_<name>.py` script; see docs/architecture.md.
 
 Example (the tests' tiny random GPT-Neo; `model_args`, the parsed ModelArguments, only soft prompts read):
     >>> from common.models.tiny import build_tiny_model, build_tokenizer
@@ -11,15 +12,21 @@ Example (the tests' tiny random GPT-Neo; `model_args`, the parsed ModelArguments
     ParameterCounts(trainable=9216, total=207232, tied_lm_head=False)
 """
 
-from .base import (ParameterCounts, count_parameters, final_norm, lm_head_is_tied, load_trained, num_virtual_tokens,
-                   save_trained, trained_state_dict, transformer_blocks)
-from .registry import REGISTRY, Method, get_method, method_names, register
+from .base import (ParameterCounts, count_parameters, final_norm, is_prompt_learning, lm_head_is_tied, load_trained,
+                   num_virtual_tokens, save_trained, trained_state_dict, trains_prompt_encoder,
+                   transformer_blocks, unwrap_peft)
+from .registry import (REGISTRY, Method, Variant, get_method, method_for, method_names, method_title,
+                       recorded_method_name, recorded_names, register, variant_settings)
 # Each module registers itself on import; this order is the order of tables, presets and tests.
 from . import lora  # noqa: E402,F401,I001
 from . import soft_prompt  # noqa: E402,F401,I001
 from . import finetune  # noqa: E402,F401,I001
+from . import ia3  # noqa: E402,F401,I001
+from . import prefix_tuning  # noqa: E402,F401,I001
 from .finetune import FinetuneArguments
+from .ia3 import IA3Arguments
 from .lora import LoraArguments
+from .prefix_tuning import PrefixTuningArguments, prefix_key_values
 from .soft_prompt import SoftPromptArguments
 
 
@@ -28,7 +35,9 @@ def build_method(name: str, model, method_args, model_args):
     return get_method(name).build(model, method_args, model_args)
 
 
-__all__ = ["REGISTRY", "FinetuneArguments", "LoraArguments", "Method", "ParameterCounts", "SoftPromptArguments",
-           "build_method", "count_parameters", "final_norm", "get_method", "lm_head_is_tied", "load_trained",
-           "method_names", "num_virtual_tokens", "register", "save_trained", "trained_state_dict",
-           "transformer_blocks"]
+__all__ = ["REGISTRY", "FinetuneArguments", "IA3Arguments", "LoraArguments", "Method", "ParameterCounts",
+           "PrefixTuningArguments", "SoftPromptArguments", "Variant", "build_method", "count_parameters", "final_norm",
+           "get_method", "is_prompt_learning", "lm_head_is_tied", "load_trained", "method_for", "method_names",
+           "method_title", "num_virtual_tokens", "prefix_key_values", "recorded_method_name", "recorded_names",
+           "register", "save_trained", "trained_state_dict", "trains_prompt_encoder", "transformer_blocks",
+           "unwrap_peft", "variant_settings"]

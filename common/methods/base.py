@@ -51,17 +51,20 @@ class ParameterCounts:
 def lm_head_is_tied(model: nn.Module) -> bool:
     """True when the output projection shares its weight tensor with the input embeddings."""
     output, embeddings = model.get_output_embeddings(), model.get_input_embeddings()
-    return output is not None and output.weight.data_ptr() == embeddings.weight.data_ptr()
+    if output is None or output.weight.is_meta:  # meta tensors have no storage to compare
+        return output is not None and output.weight is embeddings.weight
+    return output.weight.data_ptr() == embeddings.weight.data_ptr()
 
 
 def count_parameters(model: nn.Module) -> ParameterCounts:
     """Count unique parameter tensors (by storage), so a tied LM head is counted once.
 
-    `tied_lm_head` is True only when the tied head/embedding tensor is itself trainable.
+    `tied_lm_head` is True only when the tied head/embedding tensor is itself trainable. A model built on the
+    meta device (shapes without storage, every `data_ptr()` 0) is counted by parameter object instead.
     """
     seen, trainable, total = set(), 0, 0
     for parameter in model.parameters():
-        key = parameter.data_ptr()
+        key = id(parameter) if parameter.is_meta else parameter.data_ptr()
         if key in seen:
             continue
         seen.add(key)
@@ -90,11 +93,28 @@ def _find_module(model: nn.Module, paths: tuple[str, ...], what: str) -> nn.Modu
     raise ValueError(f"Cannot find the {what} of {type(model).__name__} (looked for {', '.join(paths)})")
 
 
+def is_prompt_learning(model: nn.Module) -> bool:
+    """True for a PEFT model whose adapter is a learned prompt: soft prompt, P-tuning or prefix tuning."""
+    return isinstance(model, PeftModel) and model.active_peft_config.is_prompt_learning
+
+
 def num_virtual_tokens(model: nn.Module) -> int:
-    """Virtual tokens a prompt-learning PEFT model prepends to every input (0 for other models)."""
-    if isinstance(model, PeftModel) and model.active_peft_config.is_prompt_learning:
+    """Virtual tokens a soft prompt (prompt tuning, P-tuning) prepends to every input sequence; 0 for other
+    models, prefix tuning included: its prefix goes into every layer's keys and values, not into the input, so
+    the model's logits (and the loss's label positions) keep the text's length."""
+    if is_prompt_learning(model) and model.active_peft_config.peft_type.value != "PREFIX_TUNING":
         return model.active_peft_config.num_virtual_tokens
     return 0
+
+
+def trains_prompt_encoder(model: nn.Module) -> bool:
+    """True for a prompt-learning model that trains a network whose output its adapter saves (P-tuning, prefix
+    tuning with --prefix_projection): resuming needs the network itself, which the adapter file lacks."""
+    if not is_prompt_learning(model) or model.active_peft_config.inference_mode:
+        return False
+    config = model.active_peft_config
+    return config.peft_type.value == "P_TUNING" or (config.peft_type.value == "PREFIX_TUNING"
+                                                     and config.prefix_projection)
 
 
 def trained_state_dict(model: nn.Module, state_dict: dict | None = None) -> dict[str, torch.Tensor]:
@@ -116,8 +136,8 @@ def save_trained(model: nn.Module, out_dir: str | Path, method_name: str, base_m
     out_dir.mkdir(parents=True, exist_ok=True)
     if isinstance(model, PeftModel):
         if state_dict is not None and model.active_peft_config.is_prompt_learning:
-            raise ConfigError("soft prompt tuning under FSDP is not supported (PEFT cannot save a sharded prompt); "
-                              "use DDP (configs/accelerate/multi_gpu.yaml): the prompt is tiny")
+            raise ConfigError("soft prompt and prefix tuning under FSDP are not supported (PEFT cannot save a sharded "
+                              "prompt); use DDP (configs/accelerate/multi_gpu.yaml): the prompt is tiny")
         model.save_pretrained(out_dir, safe_serialization=True, state_dict=state_dict)
         return out_dir
     tensors = trained_state_dict(model, state_dict)

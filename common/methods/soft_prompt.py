@@ -100,12 +100,6 @@ def build_soft_prompt(model, args: SoftPromptArguments, model_args):
     return get_peft_model(model, config)
 
 
-def is_p_tuning_model(model) -> bool:
-    """True for a PEFT model whose virtual tokens come from a trained encoder (P-tuning)."""
-    config = getattr(model, "active_peft_config", None)
-    return config is not None and config.peft_type.value == "P_TUNING"
-
-
 register(Method(name="soft_prompt", title="soft prompt tuning", arguments=SoftPromptArguments,
                 build=build_soft_prompt, script="train_soft_prompt.py",
                 defaults={"num_train_epochs": 6, "learning_rate": 3e-2, "output_dir": "runs/soft_prompt"}))

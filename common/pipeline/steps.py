@@ -105,14 +105,14 @@ def train(cfg: RunConfig, run: Run, model, tokenizer, splits):
     state = PartialState()
     if state.is_main_process:
         transaction.begin(run.out_dir)  # an empty staging folder; nothing is written before this step
-    log_parameters(cfg.method_name, count_parameters(model))
+    log_parameters(cfg.recorded_method, count_parameters(model))
     trainer = build_trainer(cfg, model, tokenizer, splits)
     costs = train_model(trainer, run.checkpoint)
     model = unwrap_peft(trainer.accelerator.unwrap_model(trainer.model))
     # FSDP: gathering the sharded weights is collective, so every process takes part.
     full_state = trainer.accelerator.get_state_dict(trainer.model) if trainer.is_fsdp_enabled else None
     if state.is_main_process:
-        save_trained(model, run.staging / transaction.ADAPTER_DIR, cfg.method_name, cfg.model.model_name_or_path,
+        save_trained(model, run.staging / transaction.ADAPTER_DIR, cfg.recorded_method, cfg.model.model_name_or_path,
                      full_state)
     state.wait_for_everyone()
     if trainer.is_fsdp_enabled:  # sharded weights can be neither deep-copied (merge) nor run by one process
@@ -165,14 +165,14 @@ def check_launch(state, method_name: str) -> None:
 
     - Processes launched together that each run alone (each would write every file): on a machine
       without GPUs, a multi-process launch (torchrun, accelerate's MULTI_GPU type) needs --use_cpu true.
-    - Soft prompt tuning under FSDP: PEFT cannot save a sharded prompt; the prompt is tiny, DDP suits it.
+    - Soft prompt and prefix tuning under FSDP: PEFT cannot save a sharded prompt; the prompt is tiny, DDP suits it.
     """
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched != state.num_processes:
         raise ConfigError(f"{launched} processes were launched but each one runs alone (accelerate sees "
                           f"{state.num_processes}): on a machine without GPUs add --use_cpu true")
-    if method_name == "soft_prompt" and state.distributed_type == DistributedType.FSDP:
-        raise ConfigError("soft prompt tuning under FSDP is not supported (PEFT cannot save a sharded prompt); "
+    if method_name in ("soft_prompt", "prefix_tuning") and state.distributed_type == DistributedType.FSDP:
+        raise ConfigError(f"{method_name} under FSDP is not supported (PEFT cannot save a sharded prompt); "
                           "launch it with DDP (configs/accelerate/multi_gpu.yaml): the prompt is tiny")
 
 
@@ -206,7 +206,7 @@ def write_results(folder: Path, cfg: RunConfig, test_split, summaries: list[Summ
     test_rouge = {k: round(v, 4) for k, v in rouge_scores(predictions, references).items()}
     memory = peak_memory()
     payload = {
-        "method": cfg.method_name,
+        "method": cfg.recorded_method,  # 'dora' for lora with --use_dora, ...
         "base_model": cfg.model.model_name_or_path,
         **params.to_dict(),
         "examples": counts,

@@ -4,8 +4,8 @@
 - `SummarizationTrainer`: that loss; validation loss averaged per token (not per batch, so it does not
   change with --per_device_eval_batch_size); every checkpoint gets a `costs.json`, written last, holding
   the training wall time, loss sum, tokens and resumes so far, so that costs accumulate across resumes
-  and a checkpoint without it is known to be incomplete. A P-tuning checkpoint also keeps its prompt encoder
-  (`prompt_encoder.safetensors`): the adapter file holds only the encoder's output.
+  and a checkpoint without it is known to be incomplete. A P-tuning checkpoint (and one of prefix tuning with its
+  MLP) also keeps its prompt encoder (`prompt_encoder.safetensors`): the adapter file holds only its output.
 - `resolve_checkpoint`: `--resume_from_checkpoint last` picks the newest complete checkpoint.
 - `train_model`: train or resume; a checkpoint at the end of training is loaded, not trained again.
 
@@ -36,14 +36,13 @@ from ..core.atomic import atomic_write_text
 from ..core.cli import ConfigError
 from ..data.prompts import IGNORE_INDEX, PaddingCollator, build_prompts, tokenize_for_training
 from ..generation.generate import generation_precision
-from ..methods import num_virtual_tokens
+from ..methods import is_prompt_learning, num_virtual_tokens, trains_prompt_encoder
 from ..methods.base import unwrap_peft
-from ..methods.soft_prompt import is_p_tuning_model
 from .callbacks import CostClock, GenerateAndScoreCallback, learning_curve
 
 logger = logging.getLogger(__name__)
 COSTS_FILE = "costs.json"
-PROMPT_ENCODER_FILE = "prompt_encoder.safetensors"  # P-tuning checkpoints: the encoder, which the adapter lacks
+PROMPT_ENCODER_FILE = "prompt_encoder.safetensors"  # P-tuning / prefix MLP checkpoints: what the adapter lacks
 STATE_FILE = "trainer_state.json"
 WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors")
 
@@ -53,8 +52,9 @@ def label_position_loss(model, inputs: dict, virtual_tokens: int = 0, num_items_
 
     Equal to the usual shifted cross-entropy over all positions (ignored labels contribute nothing),
     but the (tokens x vocab) logits exist only for summary positions, not for the long prompt.
-    `inputs`: `input_ids`, `attention_mask`, `labels`, each (batch, length). Prompt-learning models
-    prepend `virtual_tokens` positions, which never carry a label.
+    `inputs`: `input_ids`, `attention_mask`, `labels`, each (batch, length). Soft prompts prepend
+    `virtual_tokens` positions (`methods.num_virtual_tokens`), which never carry a label; prefix tuning's prefix is
+    in the attention's keys and values, not in the logits (0).
     """
     labels = inputs["labels"]
     next_labels = labels[:, 1:]
@@ -191,13 +191,13 @@ class SummarizationTrainer(Trainer):
     # which breaks both resuming and load_best_model_at_end; load the prompt tensors in place instead.
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         target = unwrap_peft(model if model is not None else self.model)
-        if num_virtual_tokens(target):
+        if is_prompt_learning(target):
             return load_prompt_weights(target, resume_from_checkpoint)
         return super()._load_from_checkpoint(resume_from_checkpoint, model)
 
     def _load_best_model(self):
         target = unwrap_peft(self.model)
-        if num_virtual_tokens(target) and self.state.best_model_checkpoint:
+        if is_prompt_learning(target) and self.state.best_model_checkpoint:
             return load_prompt_weights(target, self.state.best_model_checkpoint)
         return super()._load_best_model()
 
@@ -211,12 +211,13 @@ def read_costs(checkpoint: str | Path) -> dict:
 
 
 def save_prompt_encoder(model, folder: Path) -> None:
-    """A P-tuning model's whole prompt encoder (input embedding and encoder network) into `folder`.
+    """The whole prompt encoder (input embedding and network) of a P-tuning model, or of prefix tuning with its
+    MLP, into `folder`.
 
     The adapter file holds only the encoder's output, which generation needs and training cannot resume
     from; other models write nothing.
     """
-    if is_p_tuning_model(model):
+    if trains_prompt_encoder(model):
         from safetensors.torch import save_file
 
         encoder = model.prompt_encoder[model.active_adapter]
@@ -225,15 +226,15 @@ def save_prompt_encoder(model, folder: Path) -> None:
 
 
 def load_prompt_weights(model, checkpoint: str) -> None:
-    """Copy a checkpoint's prompt-tuning tensors (P-tuning: its whole encoder) into `model` in place (they
-    stay trainable)."""
+    """Copy a checkpoint's prompt-learning tensors (P-tuning, prefix tuning with its MLP: the whole encoder) into
+    `model` in place (they stay trainable)."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    if is_p_tuning_model(model):
+    if trains_prompt_encoder(model):
         path = Path(checkpoint) / PROMPT_ENCODER_FILE
         if not path.is_file():
-            raise FileNotFoundError(f"{checkpoint}: no {PROMPT_ENCODER_FILE} to resume the P-tuning encoder from "
+            raise FileNotFoundError(f"{checkpoint}: no {PROMPT_ENCODER_FILE} to resume the prompt encoder from "
                                     "(the adapter file holds only its output); start again without "
                                     "--resume_from_checkpoint")
         model.prompt_encoder[model.active_adapter].load_state_dict(load_file(str(path)), strict=True)
