@@ -84,6 +84,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.generation_speed import add_bandwidth, bench_generation, print_generation_report  # noqa: E402
 from benchmarks.flops import FlopCounter, dense_bf16_flop_per_s, matmul_peak, peak_shape, synchronize  # noqa: E402
 from benchmarks.naive import (autocast, clip_and_step, naive_batch, naive_generate, naive_length,  # noqa: E402
                               naive_stepper)
@@ -168,7 +169,16 @@ def make_parser() -> argparse.ArgumentParser:
     add_measurement_flags(parser, model="tiny", steps=3, gen_examples=32, batch_sizes=(None, None))
     add_source_flags(parser, train_pool=100)
     parser.add_argument("--out", default=None, help="JSON file (default benchmarks/results/<machine>-<model>.json, "
-                        "with -<N>thread appended when --threads is given).")
+                        "with -<N>thread appended when --threads is given, and -beams<N> or -greedy with "
+                        "--generation_only).")
+    parser.add_argument("--generation_only", action="store_true", help="Time generation alone, ours against stock "
+                        "generate, taking turns (benchmarks/generation_speed.py); greedy adds the decode's fraction "
+                        "of the measured memory bandwidth.")
+    parser.add_argument("--num_beams", type=int, default=1, help="Beams of every generation (1: greedy).")
+    parser.add_argument("--no_repeat_ngram_size", type=int, default=0, help="Repeated n-grams blocked within "
+                        "the summary, in both paths.")
+    parser.add_argument("--rounds", type=int, default=2, help="--generation_only: turns each path takes (best "
+                        "time kept).")
     return parser
 
 
@@ -177,6 +187,8 @@ def main(args: argparse.Namespace) -> dict:
     if not all((data / name).is_file() for name in SPLIT_FILES):
         raise SystemExit(f"error: --data_dir {data} must hold {' and '.join(SPLIT_FILES)}")
     load_before = start_measurement(args)
+    if args.generation_only:
+        return generation_main(args, data, load_before)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir, tokenizer_dir, make_base = model_source(args.model, Path(tmp), args.tokenizer)
         peaks = [matmul_peak(args.device, args.dtype, **peak_shape(args.device))]
@@ -202,6 +214,37 @@ def main(args: argparse.Namespace) -> dict:
     print_report(results)
     threads = f"-{args.threads}thread" if args.threads else ""
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"{results['machine']}-{args.model}{threads}.json")
+    write_json(out, results)
+    print(f"\nWritten to {out}")
+    return results
+
+
+def generation_main(args: argparse.Namespace, data: Path, load_before) -> dict:
+    """--generation_only: ours against stock generate per method, written to its own JSON."""
+    methods = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir, tokenizer_dir, make_base = model_source(args.model, Path(tmp), args.tokenizer)
+        for method in args.methods:
+            settings = method_settings(args, method)
+            cfg = run_config(settings, method, data, model_dir, tokenizer_dir, Path(tmp))
+            tokenizer = load_tokenizer(cfg.model)
+            splits, _ = load_splits(cfg.data)
+            model = build_method(cfg.method_name, base_model(make_base, cfg), cfg.method, cfg.model).to(args.device)
+            prompts = build_prompts(tokenizer, splits["test"]["article"], cfg.data)
+            print(f"\n{cfg.method_name}: {len(prompts)} prompts, {args.num_beams} beams", flush=True)
+            methods[method] = bench_generation(settings, model, tokenizer, prompts, cfg.generation,
+                                               lambda fn: timed(settings, fn), stock_generate)
+    results = {"machine": machine_name(args.device), "device": device_description(args.device),
+               "model": args.model, "dtype": args.dtype, "torch_threads": torch.get_num_threads(),
+               "load_average_before": load_before, "settings": vars(args), "methods": methods,
+               "versions": package_versions()}
+    if args.num_beams == 1:
+        add_bandwidth(results)
+    results["load_average_after"] = os.getloadavg()
+    print_generation_report(results)
+    threads = f"-{args.threads}thread" if args.threads else ""
+    search = f"beams{args.num_beams}" if args.num_beams > 1 else "greedy"
+    out = Path(args.out or ROOT / "benchmarks" / "results" / f"{results['machine']}-{args.model}-{search}{threads}.json")
     write_json(out, results)
     print(f"\nWritten to {out}")
     return results
@@ -272,6 +315,8 @@ def run_config(args, method: str, data: Path, model_dir, tokenizer_dir: str, tmp
              "--max_eval_samples", "1", "--max_test_samples", str(args.gen_examples),
              "--max_source_length", str(args.max_source_length), "--max_target_length", str(args.max_target_length),
              "--max_new_tokens", str(args.max_new_tokens), "--generation_batch_size", str(args.gen_batch_size),
+             "--num_beams", str(getattr(args, "num_beams", 1)),
+             "--no_repeat_ngram_size", str(getattr(args, "no_repeat_ngram_size", 0)),
              "--per_device_train_batch_size", str(args.batch_size), "--output_dir", str(tmp / method),
              "--eval_strategy", "no", "--save_strategy", "no", "--num_eval_generate", "0", "--report_to", "none",
              "--dataloader_num_workers", "0", "--use_cpu", str(args.device == "cpu"),

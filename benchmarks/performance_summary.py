@@ -151,7 +151,20 @@ def data_scaling_table(result: dict) -> str:
              f"{row['data_memory_mib']:,.0f} MiB",
              f"{row['growth']['rows']:.1f}x / {row['growth']['total_s']:.1f}x / {row['growth']['data_memory']:.1f}x"]
             for row in result["measurements"]]
-    return "\n".join(markdown_table(header, rows))
+    return "\n".join(markdown_table(header, rows) + comparison_lines(result.get("comparison", [])))
+
+
+def comparison_lines(comparison: list[dict]) -> list[str]:
+    """data_scaling.py --compare: whole texts tokenized (before issue 24) against cut ones, per row count."""
+    if not comparison:
+        return []
+    header = ["rows", "total: whole texts / cut", "speedup (tokenize alone)", "peak RSS: whole texts / cut",
+              "rows compared", "rows whose ids differ"]
+    rows = [[f"{c['rows']:,}", f"{c['whole_total_s']:.1f} s / {c['total_s']:.1f} s",
+             f"{c['total_speedup']:.2f}x ({c['tokenize_speedup']:.2f}x)",
+             f"{c['whole_peak_mib']:,.0f} MiB / {c['peak_mib']:,.0f} MiB", f"{c['rows_compared']:,}",
+             f"{c['rows_differing']:,}"] for c in comparison]
+    return ["", *markdown_table(header, rows)]
 
 
 def length_scaling_table(result: dict) -> str:
@@ -176,10 +189,40 @@ def generation_curve_table(result: dict) -> str:
                       f"{result['max_new_tokens']} new tokens, {result['model']}.", "", *markdown_table(header, rows)])
 
 
+def generation_search_table(result: dict) -> str:
+    """benchmark.py --generation_only: ours against stock generate per method (and, greedy, the decode's
+    fraction of the measured read bandwidth)."""
+    settings = result["settings"]
+    search = f"{settings['num_beams']} beams" if settings["num_beams"] > 1 else "greedy"
+    load = f"load {result['load_average_before'][0]:.2f} -> {result['load_average_after'][0]:.2f}"
+    bandwidth = result.get("read_bandwidth_bytes_per_s")
+    head = (f"{result['model']}, {search}, repeated {settings['no_repeat_ngram_size']}-grams blocked, "
+            f"{settings['gen_examples']} prompts x up to {settings['max_new_tokens']} new tokens, batch "
+            f"{settings['gen_batch_size']}, {result['torch_threads']} threads, {load}"
+            + (f", read bandwidth {bandwidth / 1e9:.1f} GB/s" if bandwidth else "") + ".")
+    header = ["method", "path", "tokens/s", "seconds", "prefill s", "decode s", "peak MiB", "same tokens"]
+    if bandwidth:
+        header += ["decode GB/s", "of bandwidth"]
+    rows = []
+    for method, m in result["methods"].items():
+        for path in ("ours", "stock"):
+            p = m[path]
+            row = [method, path, f"{p['gen_tokens_per_s']:.1f}", f"{p['gen_seconds']:.1f}",
+                   f"{p['prefill_seconds']:.1f}", f"{p['decode_seconds']:.1f}", f"{p['gen_peak_memory_mib']:,.0f}",
+                   m["same_generations"] if path == "ours" else ""]
+            if bandwidth:
+                row += [f"{p['decode_bytes_per_s'] / 1e9:.1f}", f"{p['bandwidth_fraction']:.0%}"]
+            rows.append(row)
+        ratio = m["ratio_stock"]
+        rows.append([method, "ours / stock", f"{ratio['gen_tokens_per_s']:.2f}x", "", "", "",
+                     f"{ratio['gen_peak_memory']:.2f}x", ""] + (["", ""] if bandwidth else []))
+    return "\n".join([head, "", *markdown_table(header, rows)])
+
+
 RENDERERS: dict[str, Callable[..., str]] = {
     "benchmark": benchmark_table, "targets": targets_table, "projections": projections_table,
     "profile": profile_table, "data_scaling": data_scaling_table, "length_scaling": length_scaling_table,
-    "generation_curve": generation_curve_table,
+    "generation_curve": generation_curve_table, "generation_search": generation_search_table,
 }
 
 

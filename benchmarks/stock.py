@@ -27,8 +27,9 @@ from datasets import Dataset
 from transformers import DataCollatorForSeq2Seq, Trainer
 
 from common.models.fast_kernels import eager_kernels
-from common.generation.generate import cut_at_eos, generate_token_batch, generation_config
+from common.generation.generate import cut_at_eos, generate_token_batch, generation_config, summary_ngram_blocking
 from common.methods import num_virtual_tokens
+from common.methods.prefix_tuning import is_prefix_tuning_model
 from common.data.prompts import IGNORE_INDEX
 
 
@@ -86,7 +87,8 @@ def probe_losses(ours_trainer, trainer: Trainer, model, batch: dict) -> dict:
 
 def stock_generate(model, tokenizer, prompts: list[list[int]], gen_args) -> list[list[int]]:
     """New tokens per prompt (EOS and after removed): batches of `generation_batch_size` prompts in input
-    order, left-padded by the tokenizer, one `model.generate` each with transformers' default cache."""
+    order, left-padded by the tokenizer, one `model.generate` each with transformers' default cache (greedy
+    or beams as `gen_args` says; repeated n-grams blocked within the summary, as ours blocks them)."""
     config = generation_config(gen_args, tokenizer)
     device = next(model.parameters()).device
     size = gen_args.generation_batch_size
@@ -96,11 +98,13 @@ def stock_generate(model, tokenizer, prompts: list[list[int]], gen_args) -> list
         for start in range(0, len(prompts), size):
             batch = tokenizer.pad({"input_ids": prompts[start:start + size]}, padding_side="left",
                                   return_tensors="pt").to(device)
-            if num_virtual_tokens(model):  # PEFT's prompt-tuning generate is wrong on transformers 5.x: ours
+            if num_virtual_tokens(model) or is_prefix_tuning_model(model):  # PEFT's generate is wrong for both
+                # on transformers 5.x: ours' embeddings path / our cache holding the prefix, with stock generate
                 rows.extend(generate_token_batch(model, batch["input_ids"], batch["attention_mask"], config,
                                                  in_place_cache=False))
                 continue
-            output = model.generate(**batch, generation_config=config)
+            config_, processors = summary_ngram_blocking(config, start=batch["input_ids"].shape[1])
+            output = model.generate(**batch, generation_config=config_, logits_processor=processors)
             new = output[:, batch["input_ids"].shape[1]:].tolist()
             rows.extend(cut_at_eos(row, config.eos_token_id) for row in new)
     return rows
@@ -108,4 +112,6 @@ def stock_generate(model, tokenizer, prompts: list[list[int]], gen_args) -> list
 
 def generation_path(model) -> str:
     """What the stock generation ran, for the report."""
-    return "stock (ours for soft prompt)" if num_virtual_tokens(model) else "stock"
+    if num_virtual_tokens(model):
+        return "stock (ours for soft prompt)"
+    return "stock (ours for prefix tuning)" if is_prefix_tuning_model(model) else "stock"

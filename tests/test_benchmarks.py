@@ -284,8 +284,9 @@ def test_benchmark_harness_on_the_tiny_model(tmp_path, fixture_files, capsys):
             assert result[path]["gen_prompts"] == 2
         assert result["same_generations"] == result["same_generations_stock"] == "2/2"
         assert result["stock"]["gen_prompts"] == 2 and result["probe_loss"]["max_abs_difference"] < 1e-5
-        assert result["stock"]["generation_path"] == ("stock (ours for soft prompt)" if method == "soft_prompt"
-                                                      else "stock")
+        assert result["stock"]["generation_path"] == {"soft_prompt": "stock (ours for soft prompt)",
+                                                      "prefix_tuning": "stock (ours for prefix tuning)"}.get(method,
+                                                                                                             "stock")
         assert result["ratio_stock"]["executed_flops_stock_over_ours"] > 1  # the full-vocabulary head
         assert result["ours"]["flop_per_step"] == result["naive"]["flop_per_step"]  # the same work counted
         assert result["ratio"]["executed_flops_naive_over_ours"] > 1  # the naive step pads and runs the full head
@@ -394,13 +395,29 @@ def test_data_scaling_end_to_end(tmp_path, capsys):
 
     out = tmp_path / "scaling.json"
     results = main(make_parser().parse_args(["--rows", "100", "200", "--tokenizer", "tiny", "--max_source_length", "64",
-                                             "--work_dir", str(tmp_path), "--out", str(out)]))
-    assert json.loads(out.read_text())["measurements"] == json.loads(json.dumps(results["measurements"]))
+                                             "--work_dir", str(tmp_path), "--out", str(out), "--compare"]))
+    assert json.loads(out.read_text()) == json.loads(json.dumps(results))
     first, second = results["measurements"]
     assert (first["rows"], second["rows"], second["tokenized_rows"]) == (100, 200, 200)
     assert second["growth"]["rows"] == 2 and second["tokens"] > first["tokens"]
     assert all(m["peak_mib"] >= m["peak_after_load_mib"] > 0 and m["total_s"] > 0 for m in (first, second))
-    assert "| 200 |" in capsys.readouterr().out
+    assert [m["tokens"] for m in results["whole_text_measurements"]] == [first["tokens"], second["tokens"]]
+    assert [(c["rows_compared"], c["rows_differing"]) for c in results["comparison"]] == [(100, 0), (200, 0)]
+    assert "row_digests" not in first and "| 200 |" in capsys.readouterr().out
+
+
+def test_data_scaling_counts_rows_whose_ids_differ():
+    from datasets import Dataset
+
+    from benchmarks.data_scaling import compare, row_digests
+
+    rows = {"input_ids": [[1, 2], [3], [4, 5, 6]], "labels": [[-100, 2], [3], [-100, 5, 6]]}
+    changed = {"input_ids": [[1, 2], [3], [4, 5, 7]], "labels": [[-100, 2], [-100], [-100, 5, 6]]}
+    measured = lambda table: {"rows": 3, "tokenize_s": 1.0, "total_s": 2.0, "peak_mib": 9.0,  # noqa: E731
+                              "row_digests": row_digests(Dataset.from_dict(table))}
+    assert compare(measured(rows), measured(rows))["rows_differing"] == 0
+    assert compare(measured(rows), measured(changed))["rows_differing"] == 2
+    assert compare(measured(rows), measured({name: ids[:2] for name, ids in rows.items()}))["rows_differing"] == 1
 
 
 @pytest.mark.slow
@@ -539,3 +556,42 @@ def test_quality_compare_copies_what_the_comparison_wrote_and_drops_an_older_plo
     (tmp_path / "results" / "cnn" / "learning_curves.png").write_bytes(b"older runs")
     quality_run.compare("cnn", ["runs/quality/cnn/lora"])
     assert sorted(path.name for path in (tmp_path / "results" / "cnn").iterdir()) == ["comparison.json", "comparison.md"]
+
+
+@pytest.mark.parametrize("beams", [1, 3])
+def test_generation_only_benchmark_compares_ours_and_stock_on_the_same_prompts(tmp_path, fixture_files, beams):
+    """--generation_only: both paths' tokens are compared row for row; greedy adds the decode's bytes and
+    bandwidth fraction, counted for ours' batches (`greedy_decode_bytes`)."""
+    from benchmarks.benchmark import main, make_parser
+
+    out = tmp_path / "gen.json"
+    results = main(make_parser().parse_args([
+        "--model", "tiny", "--generation_only", "--methods", "lora", "soft_prompt", "--num_beams", str(beams),
+        "--no_repeat_ngram_size", "2", "--gen_examples", "3", "--gen_batch_size", "2", "--max_new_tokens", "5",
+        "--max_source_length", "24", "--rounds", "1", "--data_dir", str(Path(fixture_files["train"]).parent),
+        "--out", str(out)]))
+    assert json.loads(out.read_text())["settings"]["num_beams"] == beams
+    for method in ("lora", "soft_prompt"):
+        result = results["methods"][method]
+        assert result["same_generations"] == "3/3"
+        for path in ("ours", "stock"):
+            assert result[path]["gen_prompts"] == 3 and result[path]["gen_tokens_per_s"] > 0
+            assert result[path]["prefill_seconds"] + result[path]["decode_seconds"] == pytest.approx(
+                result[path]["gen_seconds"])
+            assert ("bandwidth_fraction" in result[path]) == (beams == 1)
+    assert ("read_bandwidth_bytes_per_s" in results) == (beams == 1)
+
+
+def test_greedy_decode_bytes_count_weights_and_the_cache_of_every_decoding_step():
+    """Hand-computed: 2 prompts (3 and 2 tokens) in one batch, 2 and 1 new tokens; the longest row took 2 tokens
+    and an EOS, 3 forward passes: the prefill and 2 decoding steps, each reading the weights once and both rows'
+    cache over the padded width 3 plus the positions generated so far (1, then 2)."""
+    from benchmarks.generation_speed import greedy_decode_bytes, kv_bytes_per_position, weight_bytes_per_step
+    from common.models.tiny import build_tiny_model, build_tokenizer
+
+    model = build_tiny_model(len(build_tokenizer()))
+    per_position, weights = kv_bytes_per_position(model.config), weight_bytes_per_step(model)
+    assert per_position == 2 * 2 * 64 * 4  # 2 layers x (keys + values) x hidden 64 x fp32
+    assert weights == sum(p.numel() * 4 for n, p in model.named_parameters() if not n.endswith("wpe.weight"))
+    total = greedy_decode_bytes(model, [[1, 2, 3], [4, 5]], [[7, 8], [9]], batch_size=2)
+    assert total == 2 * weights + 2 * (3 + 1) * per_position + 2 * (3 + 2) * per_position

@@ -15,7 +15,11 @@ autocast wrapper, a merged LoRA copy, a soft prompt's base model). It runs under
 
 Soft prompts are handled without PEFT's prompt-tuning `generate` (wrong on transformers 5.x, and it
 drops position ids): the base model's `generate` receives, per row, `inputs_embeds = [padding; virtual
-tokens; token embeddings]` and the matching attention mask (see `prompt_after_padding`).
+tokens; token embeddings]` and the matching attention mask (see `prompt_after_padding`). Prefix tuning
+too: PEFT's `generate` hands the prefix to the model as `past_key_values`, which transformers 5.x ignores for
+the `cache` that `generate` passes (it warns "Both `past_key_values` and `cache` are set"), so the prompt is
+read without the prefix. Here its learned keys and values start the KV cache, each row's after its padding
+(`kv_cache.seed_prefix`), in our searches and in the stock path alike (`prefix_tuning_generate`).
 
 Example (the tests' tiny random GPT-Neo, so the summaries are noise; batched gives what one at a time gives):
     >>> from common.config.arguments import DataArguments
@@ -44,12 +48,16 @@ from typing import NamedTuple
 import torch
 from accelerate import PartialState
 from accelerate.utils import gather_object
+from peft import PeftModel
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from ..config.arguments import GenerationArguments
 from ..data.prompts import left_pad
-from ..methods import num_virtual_tokens
-from .kv_cache import growing_cache
+from ..methods import num_virtual_tokens, prefix_key_values, unwrap_peft
+from ..methods.prefix_tuning import is_prefix_tuning_model
+from .beam_search import beam_search, resolved_config, unsupported_settings
+from .greedy import greedy_search
+from .kv_cache import growing_cache, seed_prefix
 
 
 class Summary(NamedTuple):
@@ -110,28 +118,38 @@ def generation_config(gen_args: GenerationArguments, tokenizer) -> GenerationCon
                             eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
 
 
-def cut_at_eos(tokens: list[int], eos_id: int) -> list[int]:
-    """Tokens before the first EOS.
+def cut_at_eos(tokens: list[int], eos_id: int | list[int] | None) -> list[int]:
+    """Tokens before the first EOS (any of them, when the model has several).
 
     Example:
-        >>> cut_at_eos([5, 6, 0, 7], eos_id=0)
-        [5, 6]
+        >>> cut_at_eos([5, 6, 0, 7], eos_id=0), cut_at_eos([5, 9, 6, 0], eos_id=[0, 6])
+        ([5, 6], [5, 9])
     """
-    return tokens[: tokens.index(eos_id)] if eos_id in tokens else tokens
+    stops = {eos_id} if isinstance(eos_id, int) else set(eos_id or ())
+    return next((tokens[:i] for i, token in enumerate(tokens) if token in stops), tokens)
 
 
 def generate_token_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                          config: GenerationConfig, in_place_cache: bool = True) -> list[list[int]]:
     """New tokens for a left-padded batch, (batch, prompt_len) -> one list per row, EOS and after removed.
 
-    Greedy decoding writes the KV cache in place (`kv_cache.growing_cache`) unless `in_place_cache` is
-    False; beam search, which reorders the cache at every step anyway, keeps transformers' default cache.
+    Greedy decoding runs `greedy.greedy_search` (the in-place cache, finished rows leaving the batch), beam
+    search `beam_search.beam_search` (each prompt prefilled once, the cache reordered in place); both give
+    `generate`'s tokens. `in_place_cache=False` runs stock `generate` with its default cache (the
+    benchmarks' and tests' reference; prefix tuning: with the prefix in our cache, `prefix_tuning_generate`).
+    So does a model sharded by FSDP
+    over several processes (every step must run on all of them) and a model whose generation config asks
+    for processors `beam_search` does not apply (`beam_search.unsupported_settings`).
     """
     virtual = num_virtual_tokens(model)
     greedy = config.num_beams == 1
     # FSDP: keep stepping until every process's batch is done, as every step gathers parameters
     # (None leaves the choice to transformers, which makes it for DeepSpeed ZeRO-3 itself).
     synced = True if fsdp_sharded(model) and PartialState().num_processes > 1 else None
+    if in_place_cache and not synced and own_search_applies(model, config):
+        return own_search_batch(model, input_ids, attention_mask, config, virtual)
+    if is_prefix_tuning_model(model):
+        return prefix_tuning_generate(model, input_ids, attention_mask, config, synced)
     cache = growing_cache(model.config, reserve=config.max_new_tokens) if in_place_cache and greedy else None
     # From embeddings, generate returns (and its processors see) only the new ids; else prompt + new ids.
     config, processors = summary_ngram_blocking(config, start=0 if virtual else input_ids.shape[1])
@@ -147,6 +165,56 @@ def generate_token_batch(model, input_ids: torch.Tensor, attention_mask: torch.T
                                 logits_processor=processors, cache=cache, synced_gpus=synced)
         new_tokens = output[:, input_ids.shape[1]:]
     return [cut_at_eos(row, config.eos_token_id) for row in new_tokens.tolist()]
+
+
+def prefix_tuning_generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, config: GenerationConfig,
+                           synced: bool | None = None) -> list[list[int]]:
+    """Stock `generate` of the transformers model for a prefix-tuning model, the prefix in its cache: rows as
+    `generate_token_batch` returns them.
+
+    The prefix starts a growing cache, each row's after its padding as our searches place it
+    (`kv_cache.seed_prefix`; transformers' own cache could only hold it before the padding), seeded for the
+    prompts times the beams (`generate` expands its inputs, not a cache it is given); placeholder ids stand in
+    `input_ids` for the positions the cache already holds, so `generate` feeds the prompts alone and counts
+    their position ids from the prefix's length, as training does.
+    """
+    base, beams, rows = transformers_model(model), config.num_beams or 1, input_ids.shape[0]
+    cache = growing_cache(base.config, reserve=config.max_new_tokens)
+    expanded = attention_mask.repeat_interleave(beams, dim=0)
+    mask = seed_prefix(cache, prefix_key_values(model, rows * beams), expanded)[::beams]
+    held = mask.shape[1] - input_ids.shape[1]
+    placeholders = input_ids.new_full((rows, held), config.pad_token_id if config.pad_token_id is not None else 0)
+    ids = torch.cat([placeholders, input_ids], dim=1)
+    config, processors = summary_ngram_blocking(config, start=ids.shape[1])
+    output = base.generate(input_ids=ids, attention_mask=mask, generation_config=config, logits_processor=processors,
+                           cache=cache, synced_gpus=synced)
+    return [cut_at_eos(row, config.eos_token_id) for row in output[:, ids.shape[1]:].tolist()]
+
+
+def own_search_applies(model, config: GenerationConfig) -> bool:
+    """Whether our searches apply every setting `generate` would use for `model` (else `generate` runs)."""
+    return not unsupported_settings(resolved_config(transformers_model(model), config))
+
+
+def own_search_batch(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, config: GenerationConfig,
+                     virtual: int) -> list[list[int]]:
+    """`beam_search` (beams) or `greedy_search` on the transformers model inside any PEFT wrapper (injected
+    adapters run inside it); a soft prompt goes in as embeddings, placed as `generate`'s path places it
+    (`prompt_after_padding`); prefix tuning's keys and values start the cache (`beam_search.prefill`)."""
+    search = greedy_search if config.num_beams == 1 else beam_search
+    base = transformers_model(model)
+    if not virtual:
+        return search(base, input_ids, attention_mask, config, prefix=prefix_key_values(model, input_ids.shape[0]))
+    embeds = base.get_input_embeddings()(input_ids)
+    prompt = model.get_prompt(batch_size=input_ids.shape[0]).to(embeds.dtype)
+    embeds, mask = prompt_after_padding(prompt, embeds, attention_mask)
+    return search(base, None, mask, config, inputs_embeds=embeds)
+
+
+def transformers_model(model):
+    """The transformers model inside DDP/compile and PEFT wrappers (adapters injected into it run in it)."""
+    model = unwrap_peft(model)
+    return model.get_base_model() if isinstance(model, PeftModel) else model
 
 
 class NoRepeatNGramInSummary(LogitsProcessor):
