@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import quality_run as q  # noqa: E402
-from common import offline_model  # noqa: E402
+from common.models import offline as offline_model  # noqa: E402
 from common.pipeline.presets import preset_methods  # noqa: E402
 
 

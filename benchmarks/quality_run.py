@@ -3,6 +3,7 @@
     python benchmarks/quality_run.py                 # about 4.2 h on a quiet 2-core Xeon @ 2.50GHz (stages measured)
     python benchmarks/quality_run.py --carve_only    # only write the splits (for benchmarks/tune_on_dev.py)
     python benchmarks/quality_run.py --generate_only # new generation settings, no retraining
+    python benchmarks/quality_run.py --recheck       # regenerate what is here with the current code: same ROUGE?
 
 Reads real CNN/DailyMail 3.0.0 rows from `--data_dir` (default `../shared/data/cnn_dailymail/` relative
 to the project root) and carves them, seeded and disjoint (`benchmarks/quality_data.py`), into
@@ -45,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 import yaml  # noqa: E402
 
 from benchmarks.quality_data import SPLITS, carve  # noqa: E402
-from common import offline_model  # noqa: E402
+from common.models import offline as offline_model  # noqa: E402
 from common.config.arguments import GENERATION_ONLY
 from common.config.parsing import make_parser  # noqa: E402
 from common.core.atomic import atomic_write_text  # noqa: E402
@@ -132,6 +133,46 @@ def compare(test_set: str, folders: list[str]) -> None:
             (RESULTS_DIR / test_set / name).unlink(missing_ok=True)
 
 
+def recheck(model_path: Path, force: bool) -> dict:
+    """Regenerate, with the current generation code, every committed system whose weights are here (zero-shot
+    always; a trained method where runs/quality/<method>/adapter exists) on both test sets, into
+    runs/quality/recheck/<test-set>/, and compare each with its committed comparison: ROUGE must be identical
+    (the same tokens), the generation time is the new path's. Writes benchmarks/results/quality/recheck.json."""
+    report = {"load_average_before": os.getloadavg(), "test_sets": {}}
+    for test_set in TEST_SETS:
+        committed = json.loads((RESULTS_DIR / test_set / "comparison.json").read_text(encoding="utf-8"))
+        methods = [m for m in preset_methods() if m == GENERATION_ONLY or (RUNS_DIR / m / "adapter").is_dir()]
+        folders = generate(test_set, RUNS_DIR / "recheck" / test_set, model_path, force, methods=methods)
+        rows = {}
+        for method, folder in zip(methods, folders):
+            run = json.loads((ROOT / folder / "run.json").read_text(encoding="utf-8"))
+            before = next(system for system in committed["systems"] if system["method"] == method)
+            rouge = {key: run["test_rouge"][key] for key in ("rouge1", "rouge2", "rougeL", "rougeLsum")}
+            costs = run["costs"] if "costs" in run else run
+            rows[method] = {"committed_system": before["system"], "n_examples": before["n_examples"],
+                            "rouge_committed": {key: round(before[key], 4) for key in rouge}, "rouge_now": rouge,
+                            "rouge_identical": all(round(before[key], 4) == rouge[key] for key in rouge),
+                            "generation_tokens_per_s_committed": before.get("generation_tokens_per_s"),
+                            "generation_tokens_per_s_now": find_key(costs, "generation_tokens_per_s"),
+                            "generation_wall_time_s_now": find_key(costs, "generation_wall_time_s")}
+            print(f"{test_set} {method}: ROUGE identical {rows[method]['rouge_identical']}; tokens/s "
+                  f"{rows[method]['generation_tokens_per_s_committed']} -> {rows[method]['generation_tokens_per_s_now']}"
+                  f" ({rows[method]['generation_wall_time_s_now']} s)", flush=True)
+        report["test_sets"][test_set] = rows
+    report["load_average_after"] = os.getloadavg()
+    atomic_write_text(RESULTS_DIR / "recheck.json", json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def find_key(tree, key: str):
+    """The first value of `key` anywhere in a nested dict (run.json keeps costs in a section of its own)."""
+    if isinstance(tree, dict):
+        if key in tree:
+            return tree[key]
+        return next((found for value in tree.values() if (found := find_key(value, key)) is not None), None)
+    return None
+
+
 def quality_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data_dir", default=str(DEFAULT_DATA), help="Folder holding the real CNN/DailyMail "
@@ -145,6 +186,9 @@ def quality_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="Seed of the carve-out.")
     parser.add_argument("--force", action="store_true", help="Rerun even where a finished run matches.")
     parser.add_argument("--carve_only", action="store_true", help="Write the splits and stop.")
+    parser.add_argument("--recheck", action="store_true", help="Regenerate the committed systems whose weights "
+                        "are here (zero-shot always) with the current generation code and check that ROUGE is "
+                        "identical to the committed comparisons (benchmarks/results/quality/recheck.json).")
     parser.add_argument("--generate_only", action="store_true", help="Reuse the trained adapters; generate both "
                         "test sets with the presets' generation settings into runs/quality/final/ (a finished run "
                         "of the same configuration is reused unless --force).")
@@ -164,6 +208,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.carve_only:
         return
     model_path = offline_model.ensure_model()
+    if args.recheck:
+        recheck(model_path, args.force)
+        print(f"Recheck finished in {time.perf_counter() - start:.0f} s", flush=True)
+        return
     if args.generate_only:
         sets = {name: generate(name, RUNS_DIR / "final" / name, model_path, args.force) for name in TEST_SETS}
     else:

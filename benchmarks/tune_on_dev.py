@@ -32,7 +32,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from common import offline_model  # noqa: E402
+from common.models import offline as offline_model  # noqa: E402
 from common.pipeline.presets import run_preset  # noqa: E402
 from common.core.atomic import atomic_write_text, write_json  # noqa: E402
 from common.runs.outputs import RUN_FILE  # noqa: E402
