@@ -196,7 +196,9 @@ def generation_search_table(result: dict) -> str:
     search = f"{settings['num_beams']} beams" if settings["num_beams"] > 1 else "greedy"
     load = f"load {result['load_average_before'][0]:.2f} -> {result['load_average_after'][0]:.2f}"
     bandwidth = result.get("read_bandwidth_bytes_per_s")
-    head = (f"{result['model']}, {search}, repeated {settings['no_repeat_ngram_size']}-grams blocked, "
+    ngram = settings["no_repeat_ngram_size"]
+    blocking = f"repeated {ngram}-grams blocked" if ngram else "no n-gram blocking"
+    head = (f"{result['model']}, {search}, {blocking}, "
             f"{settings['gen_examples']} prompts x up to {settings['max_new_tokens']} new tokens, batch "
             f"{settings['gen_batch_size']}, {result['torch_threads']} threads, {load}"
             + (f", read bandwidth {bandwidth / 1e9:.1f} GB/s" if bandwidth else "") + ".")
