@@ -4,8 +4,9 @@ Real prompts: 32 CNN/DailyMail test articles from ../shared/data/cnn_dailymail w
 first hand-written articles of data/sample (CI), cut to at most 16 tokens (five lengths, so batches are
 left-padded) so that stock beam search, which prefills every prompt N times, stays quick. The GPT-Neo
 model has GPT-Neo-125M's width, heads and vocabulary with two of its blocks (one global, one local
-attention with an 8-token window, so the window cuts into the prompts); `benchmarks/beam_equality.py`
-makes the same comparison on the full 12-block model and SmolLM2 with longer prompts. Every comparison
+attention with an 8-token window, so the window cuts into the prompts); `benchmarks/benchmark.py
+--generation_only` makes the same comparison (`same_generations`) on the full 12-block model and SmolLM2 with
+512-token prompts. Every comparison
 goes through `generate_token_batch`: ours (`in_place_cache=True`, `beam_search`) against stock `generate`
 (`in_place_cache=False`), with the same summary-only n-gram blocking. Random weights rarely choose any
 one token, so each model's EOS is the token stock search generates most (hypotheses then finish at many
