@@ -58,7 +58,7 @@ SPLIT_DIR = ROOT / "runs" / "quality" / "data"
 RUNS_DIR = ROOT / "runs" / "quality"
 RESULTS_DIR = ROOT / "benchmarks" / "results" / "quality"
 TEST_SETS = {"cnn": "test_cnn", "mixed": "test_mixed"}
-COPIED = ("comparison.json", "comparison.md", "learning_curves.png")
+COPIED = ("comparison.json", "comparison.md", "learning_curves.png", "pareto.png")
 MIXED_TEST_USED = 100  # a seeded subset of the 300 held-out mixed rows (CPU time; the CNN set: max_test_samples)
 
 
