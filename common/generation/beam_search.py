@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .kv_cache import GrowingLayer, growing_cache, seed_prefix
+from .kv_cache import GrowingLayer, growing_cache, seed_prefix, select_cache_rows
 
 NEG = -1.0e9  # transformers' "impossible" score
 
@@ -259,15 +259,11 @@ class BeamCache:
         self.max_new_tokens = max_new_tokens
         self.prompt_length = 0
 
-    def expand(self, beams: int) -> None:
-        """After the prefill of B prompts: each row becomes `beams` rows, room made for the new tokens."""
-        rows = None
-        for layer in self.cache.layers:
-            if isinstance(layer, GrowingLayer):
-                rows = torch.arange(layer.keys.shape[0], device=layer.keys.device).repeat_interleave(beams)
-                layer.select_rows(rows, reserve=self.max_new_tokens)
-            else:
-                layer.batch_repeat_interleave(beams)
+    def expand(self, prompts: int, beams: int) -> None:
+        """After the prefill of `prompts` prompts: each row becomes `beams` rows, room made for the new tokens."""
+        device = self.cache.layers[0].keys.device
+        rows = torch.arange(prompts, device=device).repeat_interleave(beams)
+        select_cache_rows(self.cache, rows, reserve=self.max_new_tokens)
         self.prompt_length = self.cache.get_seq_length()
 
     def reorder(self, rows: torch.Tensor) -> None:
@@ -280,11 +276,7 @@ class BeamCache:
 
     def keep_rows(self, rows: torch.Tensor) -> None:
         """Only the rows `rows` stay (the beams of the articles still running)."""
-        for layer in self.cache.layers:
-            if isinstance(layer, GrowingLayer):
-                layer.select_rows(rows, reserve=self.max_new_tokens)
-            else:
-                layer.batch_select_indices(rows)
+        select_cache_rows(self.cache, rows, reserve=self.max_new_tokens)
 
 
 @torch.no_grad()
@@ -319,7 +311,7 @@ def beam_search(model, input_ids: torch.Tensor | None, attention_mask: torch.Ten
     cache = BeamCache(model.config, max_new)
     logits, positions, mask = prefill(model, input_ids, inputs_embeds, attention_mask, cache.cache, prefix)
     logits = logits.repeat_interleave(beams, dim=0)
-    cache.expand(beams)
+    cache.expand(articles, beams)
     positions = positions.repeat_interleave(beams, dim=0)
     mask = None if mask is None else mask.repeat_interleave(beams, dim=0)
 

@@ -27,16 +27,7 @@ from __future__ import annotations
 import torch
 
 from .beam_search import decode_step, eos_ids, prefill, resolved_config, unsupported_settings
-from .kv_cache import GrowingLayer, growing_cache
-
-
-def keep_cache_rows(cache, rows: torch.Tensor, reserve: int) -> None:
-    """Only the batch rows `rows` (ascending) stay in every layer of `cache`."""
-    for layer in cache.layers:
-        if isinstance(layer, GrowingLayer):
-            layer.select_rows(rows, reserve=reserve)
-        else:
-            layer.batch_select_indices(rows)
+from .kv_cache import growing_cache, select_cache_rows
 
 
 @torch.no_grad()
@@ -72,7 +63,7 @@ def greedy_search(model, input_ids: torch.Tensor | None, attention_mask: torch.T
             break
         if len(running) < len(rows):
             keep = torch.tensor(running, device=attention_mask.device)
-            keep_cache_rows(cache, keep, reserve=max_new - step)
+            select_cache_rows(cache, keep, reserve=max_new - step)
             rows, positions = [rows[i] for i in running], positions[keep]
             mask = None if mask is None else mask[keep]
     return [tokens[:-1] if tokens and tokens[-1] in eos else tokens for tokens in generated]

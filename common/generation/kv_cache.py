@@ -177,6 +177,26 @@ class GrowingLayer(DynamicLayer):
         super().reset()
 
 
+def select_cache_rows(cache: DynamicCache, rows: torch.Tensor, reserve: int) -> None:
+    """Keep (or repeat) the batch rows `rows` in every layer of `cache`: `GrowingLayer`s with room for `reserve`
+    more positions (`GrowingLayer.select_rows`), other layers through transformers' own row selection. Beam search
+    expands each prompt's row to its beams with it, and both searches drop the rows of finished prompts.
+
+    Example (the cache of two prompts, each row repeated for 2 beams):
+        >>> from transformers import GPTNeoConfig
+        >>> cache = growing_cache(GPTNeoConfig(num_layers=1, attention_types=[[["global"], 1]]), reserve=0)
+        >>> _ = cache.update(torch.arange(2.).view(2, 1, 1, 1), torch.zeros(2, 1, 1, 1), 0)
+        >>> select_cache_rows(cache, torch.tensor([0, 0, 1, 1]), reserve=4)
+        >>> cache.layers[0].keys.flatten().tolist()
+        [0.0, 0.0, 1.0, 1.0]
+    """
+    for layer in cache.layers:
+        if isinstance(layer, GrowingLayer):
+            layer.select_rows(rows, reserve=reserve)
+        else:
+            layer.batch_select_indices(rows)
+
+
 def growing_cache(config, reserve: int) -> DynamicCache:
     """A `DynamicCache` for `config` whose full-attention layers are `GrowingLayer`s with room for `reserve`.
 
