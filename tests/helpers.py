@@ -204,3 +204,28 @@ def check_outputs(out_dir, method, n_test):
     assert set(run_json["test_rouge"]) == {"rouge1", "rouge2", "rougeL", "rougeLsum"}
     assert not list(out_dir.glob(".*.tmp"))
     return frame, run_json
+
+
+def gpt_neo_with_short_window(local_first: bool = False):
+    """A 2-layer random GPT-Neo whose local layer's window (8) is shorter than the tests' prompts, so the window
+    is exercised; `local_first` puts the local layer first (the prefix-tuning tests, where the prefix plus a
+    prompt must also outrun the window)."""
+    import torch
+    from transformers import GPTNeoConfig, GPTNeoForCausalLM
+
+    torch.manual_seed(0)
+    order = ["local", "global"] if local_first else ["global", "local"]
+    return GPTNeoForCausalLM(GPTNeoConfig(vocab_size=128, hidden_size=32, num_layers=2, num_heads=4,
+                                          attention_types=[[order, 1]], window_size=8,
+                                          max_position_embeddings=256, bos_token_id=1, eos_token_id=2)).eval()
+
+
+def small_llama():
+    """A 2-layer random Llama with grouped-query attention (2 key/value heads for 4 query heads)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    return LlamaForCausalLM(LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                        num_attention_heads=4, num_key_value_heads=2, bos_token_id=1,
+                                        eos_token_id=2, pad_token_id=0)).eval()

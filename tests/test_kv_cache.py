@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import GenerationConfig, GPTNeoConfig, GPTNeoForCausalLM, LlamaConfig, LlamaForCausalLM
+from transformers import GenerationConfig
 
 from common.generation.kv_cache import GrowingLayer, growing_cache
 from transformers.cache_utils import DynamicLayer
+
+from helpers import gpt_neo_with_short_window, small_llama
 
 
 def states(batch: int, length: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,20 +50,6 @@ def left_padded(prompts: list[list[int]], pad: int = 0) -> tuple[torch.Tensor, t
     ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
     return ids, mask
-
-
-def gpt_neo_with_short_window():
-    torch.manual_seed(0)  # window 8 < prompt lengths: the local layer's window is exercised
-    return GPTNeoForCausalLM(GPTNeoConfig(vocab_size=128, hidden_size=32, num_layers=2, num_heads=4,
-                                          attention_types=[[["global", "local"], 1]], window_size=8,
-                                          max_position_embeddings=256, bos_token_id=1, eos_token_id=2)).eval()
-
-
-def small_llama():
-    torch.manual_seed(0)
-    return LlamaForCausalLM(LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                        num_attention_heads=4, num_key_value_heads=2, bos_token_id=1,
-                                        eos_token_id=2, pad_token_id=0)).eval()
 
 
 @pytest.mark.parametrize("make_model", [gpt_neo_with_short_window, small_llama])

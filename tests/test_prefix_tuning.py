@@ -8,33 +8,22 @@ import torch
 from peft import PrefixTuningConfig, TaskType, get_peft_model
 from safetensors.torch import load_file
 from torch.testing import assert_close
-from transformers import (AutoModelForCausalLM, DynamicCache, GenerationConfig, GPTNeoConfig, GPTNeoForCausalLM,
-                          LlamaConfig, LlamaForCausalLM)
+from transformers import AutoModelForCausalLM, DynamicCache, GenerationConfig
 
 from common.generation.generate import generate_token_batch, transformers_model
 from common.generation.kv_cache import growing_cache, seed_prefix
 from common.methods import (PrefixTuningArguments, count_parameters, load_trained, num_virtual_tokens,
                             prefix_key_values, save_trained, trains_prompt_encoder)
 from common.data.prompts import left_pad
-from helpers import a_batch, build, train_steps
+import helpers
+from helpers import a_batch, build, small_llama, train_steps
 
 VIRTUAL = 5
 
 
 def gpt_neo_with_short_window():
     """Local attention first, window 8: shorter than every prompt below and than the prefix plus a prompt."""
-    torch.manual_seed(0)
-    return GPTNeoForCausalLM(GPTNeoConfig(vocab_size=128, hidden_size=32, num_layers=2, num_heads=4,
-                                          attention_types=[[["local", "global"], 1]], window_size=8,
-                                          max_position_embeddings=256, bos_token_id=1, eos_token_id=2)).eval()
-
-
-def small_llama():
-    """Grouped-query attention: the prefix has the key/value heads (2), not the query heads (4)."""
-    torch.manual_seed(0)
-    return LlamaForCausalLM(LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                        num_attention_heads=4, num_key_value_heads=2, bos_token_id=1,
-                                        eos_token_id=2, pad_token_id=0)).eval()
+    return helpers.gpt_neo_with_short_window(local_first=True)
 
 
 def with_prefix(base, projection=False):
