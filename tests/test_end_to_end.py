@@ -32,7 +32,7 @@ def test_script_writes_adapter_csv_and_run_json(method, tiny_model_dir, fixture_
 
 def check_generation_from_saved_weights(method, model_dir, files, trained_dir, out_dir):
     """common.zero_shot --trained_path: the saved weights reproduce the run's test predictions, and the
-    new run.json carries the training run's method and costs."""
+    new run.json carries the training run's method, costs and learning curve."""
     from common import zero_shot
 
     zero_shot.main(["--model_name_or_path", str(model_dir), "--test_file", files["test"], "--max_new_tokens", "6",
@@ -41,7 +41,8 @@ def check_generation_from_saved_weights(method, model_dir, files, trained_dir, o
     again = pd.read_csv(out_dir / "predictions_test.csv", keep_default_na=False)
     assert again["Predicted Summary"].tolist() == trained["Predicted Summary"].tolist()
     source, run = (json.loads((d / "run.json").read_text()) for d in (trained_dir, out_dir))
-    for field in ("method", "trainable", "total", "train_wall_time_s", "saved_size_bytes", "peak_memory"):
+    for field in ("method", "trainable", "total", "train_wall_time_s", "saved_size_bytes", "peak_memory",
+                  "learning_curve"):
         assert run[field] == source[field], field
     assert run["trained_path"] == str(trained_dir / "adapter") and run["config"]["method"]["trained_path"]
     assert run["generation_peak_memory"]["peak_rss_mib"] > 0

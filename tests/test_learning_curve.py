@@ -182,6 +182,9 @@ def test_run_json_holds_the_curve_after_a_tiny_training_run(tiny_model_dir, fixt
     logged = [e for e in summary["log_history"] if "eval_rougeLsum" in e]
     assert [p["rougeLsum"] for p in points[1:]] == [e["eval_rougeLsum"] for e in logged]
     assert {key: points[0][key] for key in curve["zero_shot"]} == curve["zero_shot"]  # LoRA starts at zero-shot
+    evaluated = [e["eval_loss"] for e in summary["log_history"] if "eval_loss" in e and "eval_runtime" in e]
+    assert [p["dev_loss"] for p in points[1:]] == pytest.approx(evaluated, abs=1e-4) and len(evaluated) == 2
+    assert all(p["dev_loss"] > 0 for p in points[1:])
     assert set(curve["lead3"]) == {"rouge1", "rouge2", "rougeLsum", "mean_words"}
 
 

@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 CARRIED_FIELDS = ("method", "trainable", "total", "trainable_percent", "tied_lm_head", "train_time_s", "eval_time_s",
                   "train_wall_time_s", "train_steps", "train_loss", "train_tokens", "train_tokens_per_s",
-                  "saved_size_bytes", "peak_memory")
+                  "saved_size_bytes", "peak_memory", "learning_curve")
 
 
 def load_for_generation(base_model, trained_path: str) -> tuple[torch.nn.Module, dict]:

@@ -193,6 +193,8 @@ class GenerateAndScoreCallback(TrainerCallback):
         metrics.update(scores)
         point = {**scores, "examples_seen": examples_seen(args, state.global_step),
                  "train_seconds": round(self.clock.train_seconds, 3)}
+        if "eval_loss" in metrics:  # the Trainer's loss on the validation rows (max_eval_samples of them)
+            point["dev_loss"] = round(metrics["eval_loss"], 4)
         state.log_history.append({**point, "epoch": state.epoch, "step": state.global_step})
         if self.report:  # the Trainer logged this evaluation before the ROUGE existed
             self.report(point)
@@ -206,7 +208,8 @@ def learning_curve(log_history: list[dict]) -> dict | None:
     """run.json's `learning_curve` from a log_history the callback wrote to; None when it recorded none.
 
     Returns {"dev_examples": n, "points": [{step, examples_seen, train_seconds, rouge1, rouge2, rougeLsum,
-    mean_words}, ...] (the start first, then one per evaluation), "zero_shot": {rouge1, rouge2, rougeLsum,
+    mean_words, dev_loss}, ...] (the start first, without dev_loss, then one per evaluation; dev_loss: the
+    Trainer's loss on the validation rows, None when it computed none), "zero_shot": {rouge1, rouge2, rougeLsum,
     mean_words} or None, "lead3": the same or None}.
     """
     begin = next((entry[BEGIN_KEY] for entry in log_history if BEGIN_KEY in entry), None)
@@ -214,7 +217,7 @@ def learning_curve(log_history: list[dict]) -> dict | None:
         return None
     points = [begin["start"]] + [{"step": e["step"], "examples_seen": e["examples_seen"],
                                   "train_seconds": e["train_seconds"], **{k: e[f"eval_{k}"] for k in CURVE_KEYS},
-                                  "mean_words": e["eval_gen_len_words"]}
+                                  "mean_words": e["eval_gen_len_words"], "dev_loss": e.get("dev_loss")}
                                  for e in log_history if "eval_rougeLsum" in e and "examples_seen" in e]
     return {"dev_examples": begin["dev_examples"], "points": points, "zero_shot": begin["zero_shot"],
             "lead3": begin["lead3"]}
