@@ -28,7 +28,6 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import quality_run as q  # noqa: E402
 from common.models import offline as offline_model  # noqa: E402
-from common.pipeline.presets import preset_methods  # noqa: E402
 
 
 def decoding_overrides(num_beams: int, no_repeat: int, max_test_samples: int | None = None) -> dict:
@@ -42,7 +41,7 @@ def decoding_overrides(num_beams: int, no_repeat: int, max_test_samples: int | N
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--test_set", choices=sorted(q.TEST_SETS), default="mixed")
-    parser.add_argument("--systems", nargs="+", choices=preset_methods(), default=preset_methods(),
+    parser.add_argument("--systems", nargs="+", choices=q.systems(), default=q.systems(),
                         help="Presets whose runs regenerate the test set (zero_shot: the base model).")
     parser.add_argument("--num_beams", type=int, default=4)
     parser.add_argument("--no_repeat_ngram_size", type=int, default=3)

@@ -237,7 +237,7 @@ def test_decoding_ablation_presets_change_only_the_decoding():
     """A trained run regenerates its preset's rows, prompt and token cap from its adapter, decoded another way;
     zero-shot keeps its own cap and has no adapter; no generation-only run carries the curve's beams."""
     from benchmarks.decoding_ablation import decoding_overrides
-    from benchmarks.quality_run import MIXED_TEST_USED, RUNS_DIR, generation_preset
+    from benchmarks.quality_run import MIXED_TEST_USED, RUNS_DIR, adapter_path, generation_preset
 
     folder = RUNS_DIR / "mixed_beams_1" / "finetune_beams_1"
     preset = generation_preset("finetune", "test_mixed", folder)
@@ -245,7 +245,7 @@ def test_decoding_ablation_presets_change_only_the_decoding():
     assert {key: value for key, value in greedy.items() if greedy[key] != preset.get(key)} == {"num_beams": 1}
     assert (preset["trained_path"], preset["test_file"], preset["max_test_samples"], preset["max_new_tokens"],
             preset["num_beams"], preset["no_repeat_ngram_size"]) == (
-        "runs/quality/finetune/adapter", "runs/quality/data/test_mixed.jsonl", MIXED_TEST_USED, 96, 4, 3)
+        adapter_path("finetune"), "runs/quality/data/test_mixed.jsonl", MIXED_TEST_USED, 96, 4, 3)
     assert "eval_num_beams" not in preset and preset["num_eval_generate"] == 0
     baseline = generation_preset("zero_shot", "test_cnn", RUNS_DIR / "x", **decoding_overrides(num_beams=2, no_repeat=0))
     assert "trained_path" not in baseline and baseline["max_new_tokens"] == 64 and baseline["max_test_samples"] == 80
@@ -480,6 +480,64 @@ def test_padding_share_of_length_sorted_batches():
     assert padding_share([[1] * 4, [1]], batch_size=2) == pytest.approx(3 / 8)
 
 
+def test_quality_presets_differ_only_in_method_and_rate():
+    """Equal terms: the eight systems' presets hold the same data, budget, prompt and decoding; what differs is the
+    method's own arguments, the learning rate and the output folder."""
+    import dataclasses
+
+    from benchmarks.quality_run import CONFIG_DIR, systems
+    from common.methods import method_for, variant_settings
+
+    trained = [name for name in systems() if name != "zero_shot"]
+    assert trained == ["lora", "dora", "rslora", "soft_prompt", "finetune", "full_finetune", "ia3", "prefix_tuning"]
+    shared = {}
+    for name in trained:
+        preset = yaml.safe_load((CONFIG_DIR / f"{name}.yaml").read_text())
+        own = {f.name for f in dataclasses.fields(method_for(name).arguments)}
+        assert {key: preset.get(key, False) for key in variant_settings(name)} == variant_settings(name)
+        shared[name] = {k: v for k, v in preset.items() if k not in own | {"output_dir", "learning_rate"}}
+        assert preset["output_dir"] == f"runs/quality/{name}"
+    assert all(shared[name] == shared["lora"] for name in trained), "a preset differs beyond method and rate"
+    assert shared["lora"]["max_train_samples"] == 96 and shared["lora"]["num_beams"] == 4
+
+
+def test_quality_run_keeps_the_rate_with_the_lowest_final_dev_loss(tmp_path, monkeypatch):
+    """Each rate of the grid trains the preset with only the rate changed; the lowest dev loss at the last
+    evaluation is kept (selected.json), and the test sets are generated from that run's adapter."""
+    from benchmarks import quality_run
+
+    (tmp_path / "rates.yaml").write_text("ia3: [3.0e-3, 1.0e-2, 3.0e-2]\n")
+    monkeypatch.setattr(quality_run, "RATES_FILE", tmp_path / "rates.yaml")
+    monkeypatch.setattr(quality_run, "RUNS_DIR", quality_run.ROOT / "runs" / "pytest-quality" / tmp_path.name)
+    launched = []
+
+    def fake_run(method, config_file, model_path, force, label):
+        preset = yaml.safe_load(Path(config_file).read_text())
+        launched.append((method, preset["learning_rate"]))
+        # dev loss at each evaluation; lowest at the last one: 1e-2 (3e-2 is lowest earlier, not at the end)
+        losses = {3e-3: [2.9, 2.5], 1e-2: [2.6, 2.3], 3e-2: [2.2, 2.4]}[preset["learning_rate"]]
+        points = [{"step": 0, "rougeLsum": 20.0}] + [{"step": 12 * i, "rougeLsum": 25.0, "dev_loss": loss}
+                                                    for i, loss in enumerate(losses, start=1)]
+        folder = quality_run.ROOT / preset["output_dir"]
+        folder.mkdir(parents=True)
+        (folder / "run.json").write_text(json.dumps({"method": "ia3", "train_time_s": 60.0,
+                                                     "learning_curve": {"points": points}}))
+
+    monkeypatch.setattr(quality_run, "run_preset", fake_run)
+    try:
+        record = quality_run.train_system("ia3", Path("model"), force=False, label="[1/1] ia3")
+        assert launched == [("ia3", 3e-3), ("ia3", 1e-2), ("ia3", 3e-2)]
+        assert record["kept_learning_rate"] == 1e-2 and [t["dev_loss"] for t in record["tried"]] == [2.5, 2.3, 2.4]
+        kept = f"runs/pytest-quality/{tmp_path.name}/ia3/lr_0.01/adapter"
+        assert quality_run.adapter_path("ia3") == kept
+        assert quality_run.generation_preset("ia3", "test_cnn", quality_run.RUNS_DIR / "x")["trained_path"] == kept
+        assert quality_run.learning_rates("lora") == [3e-4]  # no grid: the preset's own rate
+    finally:
+        import shutil
+
+        shutil.rmtree(quality_run.ROOT / "runs" / "pytest-quality", ignore_errors=True)
+
+
 def test_quality_summary_pairs_each_run_with_the_zero_shot_decoded_the_same_way(tmp_path, monkeypatch):
     from benchmarks import quality_summary
 
@@ -547,6 +605,8 @@ def test_quality_compare_copies_what_the_comparison_wrote_and_drops_an_older_plo
         output.mkdir(parents=True, exist_ok=True)
         (output / "comparison.json").write_text("{}")
         (output / "comparison.md").write_text("table")
+        (output / "peft_results").mkdir()
+        (output / "peft_results" / "lora.json").write_text("{}")
 
     monkeypatch.setattr(evaluate_all, "main", fake_main)
     monkeypatch.setattr(quality_run, "ROOT", tmp_path)
@@ -554,8 +614,12 @@ def test_quality_compare_copies_what_the_comparison_wrote_and_drops_an_older_plo
     monkeypatch.setattr(quality_run, "RESULTS_DIR", tmp_path / "results")
     (tmp_path / "results" / "cnn").mkdir(parents=True)
     (tmp_path / "results" / "cnn" / "learning_curves.png").write_bytes(b"older runs")
+    (tmp_path / "results" / "cnn" / "peft_results").mkdir()
+    (tmp_path / "results" / "cnn" / "peft_results" / "ia3.json").write_text("older runs")
     quality_run.compare("cnn", ["runs/quality/cnn/lora"])
-    assert sorted(path.name for path in (tmp_path / "results" / "cnn").iterdir()) == ["comparison.json", "comparison.md"]
+    assert sorted(path.name for path in (tmp_path / "results" / "cnn").iterdir()) == [
+        "comparison.json", "comparison.md", "peft_results"]
+    assert [path.name for path in (tmp_path / "results" / "cnn" / "peft_results").iterdir()] == ["lora.json"]
 
 
 @pytest.mark.parametrize("beams", [1, 3])
