@@ -10,7 +10,8 @@ A trained run is paired with the zero-shot run decoded the same way (`lora_beams
 and a re-decoded run also with its preset's run (`lora`; greedy in the committed `*_beams_4` folders).
 
 In a doc, the lines between `<!-- quality_summary:KEY -->` and `<!-- /quality_summary:KEY -->` are the
-output of `section(KEY)`: `cnn` (a test set's table), `dev:NAME+NAME` (dev searches), `beams:SET+SET`.
+output of `section(KEY)`: `cnn` (a test set's table), `dev:NAME+NAME` (dev searches), `beams:SET+SET`,
+`rates:NAME` (quality_run.py's learning-rate search), `recommendation:cnn` (evaluate_all.py's paragraph).
 """
 
 from __future__ import annotations
@@ -52,6 +53,30 @@ def percent(share: float | None) -> str:
     return "-" if share is None else f"{100 * share:.0f}%"
 
 
+def count(number: int | None) -> str:
+    """A parameter count, short.
+
+    Example:
+        >>> count(2_654_208), count(55_296), count(134_515_008), count(0), count(None)
+        ('2.65M', '55.3K', '134.5M', '0', '-')
+    """
+    if number is None:
+        return "-"
+    if number >= 100_000_000:
+        return f"{number / 1e6:.1f}M"
+    return f"{number / 1e6:.2f}M" if number >= 1_000_000 else f"{number / 1e3:.1f}K" if number >= 1_000 else str(number)
+
+
+def train_seconds(row: dict) -> float | None:
+    """The optimizer steps' seconds (`train_time_s`); older comparisons only hold the wall time with the
+    evaluations (`train_wall_time_s`)."""
+    return row.get("train_time_s", row.get("train_wall_time_s"))
+
+
+def minutes(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds / 60:.1f} min"
+
+
 def load(test_set: str) -> dict:
     return json.loads((RESULTS / test_set / "comparison.json").read_text(encoding="utf-8"))
 
@@ -59,14 +84,14 @@ def load(test_set: str) -> dict:
 def table(test_set: str) -> str:
     result = load(test_set)
     lines = [f"**{test_set}** ({result['n_examples']} rows)", "",
-             "| system | ROUGE-1 [95% CI] | ROUGE-2 [95% CI] | ROUGE-Lsum [95% CI] | words pred/ref | cut at limit "
-             "| train time | peak RSS |", "|---|---|---|---|---|---|---|---|"]
+             "| system | trainable | ROUGE-1 [95% CI] | ROUGE-2 [95% CI] | ROUGE-Lsum [95% CI] | words pred/ref "
+             "| cut at limit | train time | peak RSS |", "|---|---|---|---|---|---|---|---|---|"]
     for row in result["systems"]:
-        wall = "-" if row["train_wall_time_s"] is None else f"{row['train_wall_time_s'] / 60:.1f} min"
         rss = "-" if row["peak_rss_mib"] is None else f"{row['peak_rss_mib']:,.0f} MiB"
-        lines.append(f"| {row['system']} | {ci(row, 'rouge1')} | {ci(row, 'rouge2')} | {ci(row, 'rougeLsum')} | "
+        lines.append(f"| {row['system']} | {count(row.get('trainable'))} | {ci(row, 'rouge1')} | {ci(row, 'rouge2')} | "
+                     f"{ci(row, 'rougeLsum')} | "
                      f"{row['mean_words_predicted']:.1f} / {row['mean_words_reference']:.1f} | "
-                     f"{percent(row['cut_at_limit_share'])} | {wall} | {rss} |")
+                     f"{percent(row['cut_at_limit_share'])} | {minutes(train_seconds(row))} | {rss} |")
     lines.append("")
     names = {row["system"]: row for row in result["systems"]}
     zero = [name for name, row in names.items() if row["method"] == "zero_shot"]
@@ -128,7 +153,31 @@ def dev_table(*searches: str) -> str:
     return "\n".join(lines)
 
 
-SECTIONS: dict[str, Callable[..., str]] = {"": table, "dev": dev_table, "beams": beams_table}
+def rates_table(search: str) -> str:
+    """Each rate a system trained with and its final dev loss and dev ROUGE-Lsum (benchmarks/quality_run.py's
+    benchmarks/results/quality/dev/NAME.json); the kept run in bold."""
+    result = json.loads((RESULTS / "dev" / f"{search}.json").read_text(encoding="utf-8"))
+    lines = [f"| system | learning rate | dev loss ({result['dev_loss_rows']} rows) | dev ROUGE-Lsum "
+             f"({result['dev_rouge_rows']} rows, greedy) | train time |", "|---|---|---|---|---|"]
+    for system in result["systems"]:
+        for run in system["tried"]:
+            kept = run["learning_rate"] == system["kept_learning_rate"] and len(system["tried"]) > 1
+            rate = f"**{run['learning_rate']:g}** (kept)" if kept else f"{run['learning_rate']:g}"
+            lines.append(f"| {system['system']} | {rate} | {run['dev_loss']:.4f} | {run['dev_rougeLsum']:.1f} | "
+                         f"{minutes(run['train_time_s'])} |")
+    return "\n".join(lines)
+
+
+def recommendation(test_set: str) -> str:
+    """The paragraph evaluate_all.py wrote from a test set's numbers, and its Pareto fronts."""
+    written = load(test_set)["recommendation"]
+    fronts = written["pareto_front"]
+    return (f"{written['text']}\n\nPareto front (ROUGE-Lsum against trainable parameters): "
+            f"{', '.join(fronts['trainable'])}; against training time: {', '.join(fronts['train_time_s'])}.")
+
+
+SECTIONS: dict[str, Callable[..., str]] = {"": table, "dev": dev_table, "beams": beams_table, "rates": rates_table,
+                                           "recommendation": recommendation}
 
 
 def section(key: str) -> str:
