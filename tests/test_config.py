@@ -23,7 +23,11 @@ PRESETS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if p.parent.name 
 
 
 def method_of(path: Path) -> str:
+    """The entry point's method of a preset: its file is named after a method or one of its variants
+    (configs/quality/dora.yaml runs LoRA), or starts with a method's name (configs/gpu/lora_fsdp.yaml)."""
     stem = path.stem
+    if stem in recorded_names():
+        return method_for(stem).name
     return next(m for m in preset_methods() if stem == m or stem.startswith(m))
 
 
@@ -82,6 +86,8 @@ def test_shipped_presets_parse(preset, tmp_path, monkeypatch):
     cfg = parse_run_config(method_of(preset), ["--config", str(preset), *cpu_override, *file_overrides])
     assert cfg.config_file == str(preset)
     assert cfg.method_name == method_of(preset)
+    if preset.stem in recorded_names():  # a variant's preset selects it (dora.yaml: use_dora true)
+        assert cfg.recorded_method == preset.stem
 
 
 # --- values: YAML types, ranges, what zero-shot ignores ------------------------------------------------
