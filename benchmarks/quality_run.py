@@ -99,6 +99,11 @@ def preset_dir(test_set: str) -> Path:
     return RUNS_DIR / "test" / test_set
 
 
+def preset_values(system: str) -> dict:
+    """The fields of `configs/quality/<system>.yaml`, as written (no defaults filled in)."""
+    return yaml.safe_load((CONFIG_DIR / f"{system}.yaml").read_text(encoding="utf-8"))
+
+
 def adapter_path(system: str) -> str:
     """The saved weights a system's test summaries come from: its kept run's `adapter/` (selected.json, written
     by `train_system`), relative to the project root."""
@@ -112,7 +117,7 @@ def generation_preset(system: str, test_split: str, output_dir: Path, **override
     """`configs/quality/<system>.yaml` reduced to what a generation-only run takes, on `test_split`'s rows
     (`CNN_TEST_USED` or `MIXED_TEST_USED` of them), pointed at the system's kept weights; `overrides` (e.g.
     another decoding) come last."""
-    values = yaml.safe_load((CONFIG_DIR / f"{system}.yaml").read_text(encoding="utf-8"))
+    values = preset_values(system)
     accepted = {action.dest for action in make_parser(GENERATION_ONLY)._actions}
     values = {key: value for key, value in values.items() if key in accepted and key != "eval_num_beams"}
     values.update(test_file=f"runs/quality/data/{test_split}.jsonl", output_dir=str(output_dir.relative_to(ROOT)),
@@ -148,7 +153,7 @@ def learning_rates(system: str) -> list[float]:
     grid = yaml.safe_load(RATES_FILE.read_text(encoding="utf-8")) or {}
     if system in grid:
         return [float(rate) for rate in grid[system]]
-    return [float(yaml.safe_load((CONFIG_DIR / f"{system}.yaml").read_text(encoding="utf-8"))["learning_rate"])]
+    return [float(preset_values(system)["learning_rate"])]
 
 
 def rate_folder(system: str, rate: float) -> Path:
@@ -168,7 +173,7 @@ def train_system(system: str, model_path: Path, force: bool, label: str) -> dict
     """Train `system`'s preset once per rate (a finished run of the same configuration is reused) and keep
     the one with the lowest final dev loss: written to runs/quality/<system>/selected.json; returns the
     search's record (every rate's dev loss, dev ROUGE-Lsum and training time)."""
-    base = yaml.safe_load((CONFIG_DIR / f"{system}.yaml").read_text(encoding="utf-8"))
+    base = preset_values(system)
     tried = []
     for rate in learning_rates(system):
         folder = rate_folder(system, rate)
